@@ -1,0 +1,1 @@
+"""HMS harmful brain activity classification: data, signal front-ends, models, training, blending."""
