@@ -68,3 +68,12 @@ def _swap_permutation(pairs) -> tuple:
 
 FLIP_LR = _swap_permutation(_LR_PAIRS)
 FLIP_FB = _swap_permutation(_FB_PAIRS)
+
+# The Kaggle spectrogram under the same flips, as a permutation of SPEC_POWER_COLUMNS. Left/right swaps
+# the LL<->RL and LP<->RP regions. Front/back maps every chain onto itself reversed and negated, and a
+# region is a mean of power spectra, so it leaves the spectrogram unchanged (identity).
+_REGION_LR = {"LL": "RL", "RL": "LL", "LP": "RP", "RP": "LP"}
+_N_BINS = len(SPEC_BINS)
+SPEC_FLIP_LR = tuple(SPEC_REGIONS.index(_REGION_LR[r]) * _N_BINS + k
+                     for r in SPEC_REGIONS for k in range(_N_BINS))
+SPEC_FLIP_FB = tuple(range(len(SPEC_POWER_COLUMNS)))

@@ -1,0 +1,291 @@
+"""The training loop: one plain PyTorch loop you can read top to bottom.
+
+data -> prepared caches -> Dataset (slices) -> device batch -> augment -> model -> KL -> AdamW step,
+with warm-up/cosine per step, clipping, accumulation, EMA, AMP on CUDA, DDP under torchrun, an atomic
+checkpoint every epoch, and a run dir holding oof.csv, metrics.json, checkpoint.pt and curves.png.
+"""
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from hms.data.layout import PRED_COLUMNS, VOTE_COLUMNS
+from hms.ensemble.metric import kl_per_row
+from hms.log import make_logger
+from hms.log.curves import plot_curves
+from hms.train import checkpoint, distributed
+from hms.train.augment import TTA_FLIPS, augment_batch, flip_batch
+from hms.train.losses import model_loss, smooth, vote_weights
+from hms.train.sampler import EpochSampler
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def seed32(seed: int) -> int:
+    """Any integer the user typed, as a seed every library accepts (numpy needs 0 <= seed < 2**32)."""
+    return int(seed) % 2**32
+
+
+def data_root(cfg_data, d: distributed.Dist) -> Path:
+    """The data set folder; the embedded synthetic set is built on first use (by rank 0 only)."""
+    root = Path(cfg_data.root)
+    if not (root / "train.csv").exists():
+        if not cfg_data.generate:
+            raise FileNotFoundError(f"{root}/train.csv not found: point data.root at a folder in the "
+                                    "Kaggle layout (HMS_FACTS section 1) or use data=synthetic")
+        if d.main:
+            from hms.data.synthetic import ensure_synthetic
+            kwargs = {} if cfg_data.patients is None else {"patients": cfg_data.patients}
+            ensure_synthetic(root, seed=cfg_data.generate_seed, **kwargs)
+        distributed.barrier(d)
+    return root
+
+
+def load_data(cfg, d: distributed.Dist):
+    from hms.data.prepare import load_prepared, prepare_data
+    root = data_root(cfg.data, d)
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else root / "cache"
+    if d.main:
+        prepare_data(root, cache_dir, n_folds=cfg.data.n_folds, seed=cfg.data.fold_seed,
+                     workers=cfg.data.num_workers)
+    distributed.barrier(d)
+    return root, load_prepared(cache_dir)
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def noisy_student_targets(path, rows: pd.DataFrame) -> torch.Tensor:
+    """Stored out-of-fold predictions aligned to the prepared rows (NaN where a row has none)."""
+    oof = pd.read_csv(path)
+    missing = [c for c in ("label_id", *PRED_COLUMNS) if c not in oof.columns]
+    if missing:
+        raise ValueError(f"{path}: noisy-student file lacks columns {missing}")
+    aligned = rows[["label_id"]].merge(oof[["label_id", *PRED_COLUMNS]], on="label_id", how="left")
+    return torch.tensor(aligned[list(PRED_COLUMNS)].to_numpy(np.float32))
+
+
+@torch.no_grad()
+def predict(model, dataset, batch_size: int, d: distributed.Dist, tta: bool, workers: int) -> np.ndarray:
+    """Probabilities for every item of `dataset` (in order), sharded over ranks and gathered."""
+    model.eval()
+    shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
+    loader = DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size,
+                        num_workers=workers)
+    probs = []
+    for batch in tqdm(loader, desc="validate", leave=False, disable=not d.main):
+        batch = to_device(batch, d.device)
+        flips = TTA_FLIPS if tta else TTA_FLIPS[:1]
+        p = sum(model(flip_batch(batch, lr, fb))["logits"].float().softmax(dim=1) for lr, fb in flips)
+        probs.append((p / len(flips)).cpu().numpy())
+    mine = np.concatenate(probs) if probs else np.zeros((0, 6), np.float32)
+    return np.concatenate(distributed.gather(d, mine))
+
+
+def oof_frame(rows: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    oof = rows[["eeg_id", "label_id", "patient_id", "n_votes", *VOTE_COLUMNS]].reset_index(drop=True)
+    return pd.concat([oof, pd.DataFrame(probs, columns=list(PRED_COLUMNS))], axis=1)
+
+
+def score(oof: pd.DataFrame, prior: np.ndarray, oracle: pd.DataFrame | None, min_votes: int) -> dict:
+    """Val KL of the model, of the training prior and of the oracle, on min_votes+ rows and on all."""
+    out = {}
+    for suffix, part in (("", oof[oof.n_votes >= min_votes]), ("_all", oof)):
+        if len(part) == 0:
+            continue
+        target = part[list(VOTE_COLUMNS)].to_numpy()
+        out[f"val_kl{suffix}"] = float(kl_per_row(target, part[list(PRED_COLUMNS)].to_numpy()).mean())
+        out[f"prior_kl{suffix}"] = float(kl_per_row(target, np.broadcast_to(prior, target.shape)).mean())
+        if oracle is not None:
+            truth = part[["label_id"]].merge(oracle, on="label_id", how="left")[list(VOTE_COLUMNS)]
+            out[f"bayes_kl{suffix}"] = float(kl_per_row(target, truth.to_numpy()).mean())
+        out[f"n_val{suffix}"] = int(len(part))
+    if {"val_kl", "prior_kl", "bayes_kl"} <= out.keys() and out["prior_kl"] > out["bayes_kl"]:
+        out["gap_closed"] = (out["prior_kl"] - out["val_kl"]) / (out["prior_kl"] - out["bayes_kl"])
+    return out
+
+
+def train(cfg, run_dir: Path) -> dict:
+    """Train one model on one fold; returns the metrics written to run_dir/metrics.json."""
+    from hms.data.dataset import HMSDataset
+    from hms.data.prepare import select_rows
+
+    tr = cfg.trainer
+    d = distributed.setup(tr.device)
+    run_dir = Path(distributed.gather(d, str(run_dir))[0])  # every rank writes under rank 0's dir
+    seed = seed32(cfg.seed)
+    torch.manual_seed(seed)
+    if tr.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    cuda = d.device.type == "cuda"
+
+    # ---- data: every row is available; the stage decides which ones an epoch trains on
+    root, prepared = load_data(cfg, d)
+    rows = prepared.rows
+    val_pos = select_rows(rows, cfg.fold, "val", min_votes=1, dedup=True) if cfg.fold >= 0 else []
+
+    def stage_min_votes(epoch: int) -> int:
+        """Quality stages: optionally pretrain on every row, then train on the chosen vote threshold."""
+        if epoch < cfg.data.get("pretrain_epochs", 0):
+            return cfg.data.get("pretrain_min_votes", 1)
+        return cfg.data.train_min_votes
+
+    datasets, samplers = {}, {}
+    for min_votes in sorted({stage_min_votes(e) for e in range(tr.epochs)}):
+        positions = select_rows(rows, cfg.fold, "train", min_votes=min_votes, dedup=cfg.data.dedup)
+        datasets[min_votes] = HMSDataset(
+            prepared, positions, one_window_per_eeg=cfg.data.one_window_per_eeg,
+            time_shift_seconds=cfg.data.time_shift_seconds, flip_lr_p=cfg.aug.flip_lr_p,
+            flip_fb_p=cfg.aug.flip_fb_p, seed=seed)
+        samplers[min_votes] = EpochSampler(len(datasets[min_votes]), tr.batch_size, seed, d.rank, d.world)
+    planned = sum(samplers[stage_min_votes(e)].steps // tr.accumulate for e in range(tr.epochs))
+    total_steps = planned if tr.max_steps is None else min(tr.max_steps, planned)
+    high = rows[rows.n_votes >= cfg.data.val_min_votes]
+    prior = high[(high.fold != cfg.fold) & high.is_kept][list(VOTE_COLUMNS)].to_numpy().mean(axis=0)
+    oracle = pd.read_csv(root / "oracle.csv") if (root / "oracle.csv").exists() else None
+    noisy = (noisy_student_targets(cfg.loss.noisy_student_oof, rows).to(d.device)
+             if cfg.loss.noisy_student_oof else None)
+
+    # ---- model, optimizer, schedule, EMA
+    model = instantiate(cfg.model).to(d.device)
+    if tr.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_weights = getattr(model, "loss_weights", None)
+    optimizer = instantiate(cfg.optim)(model.parameters())
+    scheduler = instantiate(cfg.sched)(optimizer, total_steps=max(1, total_steps))
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tr.amp) if cuda else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tr.ema_decay), use_buffers=True)
+           if tr.ema_decay else None)
+    net = torch.nn.parallel.DistributedDataParallel(model) if d.on else model
+
+    start_epoch, step, history = 0, 0, []
+    ckpt_path = run_dir / "checkpoint.pt"
+    if cfg.resume and ckpt_path.exists():
+        state = checkpoint.load(ckpt_path, d.device)
+        model.load_state_dict(state["train_model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.module.load_state_dict(state["model"])
+            ema.n_averaged.fill_(state["ema_n_averaged"])
+        checkpoint.set_rng_state(state["rng"])
+        start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
+        if d.main:
+            print(f"resumed {ckpt_path} after epoch {state['epoch'] + 1}")
+
+    logger = make_logger(cfg.logger, run_dir, d.main)
+    logger.log_config(OmegaConf.to_container(cfg, resolve=True))
+    eval_model = ema.module if ema is not None else model
+    val_set = (HMSDataset(prepared, val_pos) if len(val_pos) else None)
+    train_seconds, train_samples = 0.0, 0
+    for h in history:
+        train_seconds, train_samples = train_seconds + h["seconds"], train_samples + h["samples"]
+
+    # ---- the loop
+    for epoch in range(start_epoch, tr.epochs):
+        if tr.max_steps is not None and step >= tr.max_steps:
+            break
+        dataset, sampler = datasets[stage_min_votes(epoch)], samplers[stage_min_votes(epoch)]
+        dataset.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, drop_last=True,
+                            num_workers=cfg.data.num_workers, pin_memory=cuda,
+                            persistent_workers=False)
+        net.train()
+        started, losses, seen = time.time(), [], 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tr.epochs}", disable=not d.main, leave=False)
+        for i, batch in enumerate(bar):
+            batch = augment_batch(to_device(batch, d.device), cfg.aug)
+            target = batch["target"]
+            if noisy is not None:
+                stored = noisy[batch["row"]]
+                swap = (torch.rand(len(target), device=d.device) < cfg.loss.noisy_student_p)
+                swap &= ~torch.isnan(stored).any(dim=1)
+                target = torch.where(swap[:, None], stored, target)
+            if cfg.loss.label_smoothing:
+                target = smooth(target, cfg.loss.label_smoothing)
+            weight = vote_weights(batch["n_votes"], cfg.loss.weighting)
+            if cfg.loss.low_vote_decay != 1.0:
+                low = batch["n_votes"] < cfg.data.val_min_votes
+                weight = torch.where(low, weight * cfg.loss.low_vote_decay ** epoch, weight)
+            with torch.autocast(d.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = model_loss(net(batch), target, weight, loss_weights)
+            if distributed.any_true(d, not torch.isfinite(loss).item()):
+                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1} "
+                                    f"(batch {i}); nothing saved for this epoch: lower optim.lr or "
+                                    f"check the data (rows {batch['row'][:8].tolist()}...)")
+            scaler.scale(loss / tr.accumulate).backward()
+            losses.append(loss.item())
+            seen += len(target) * d.world
+            if (i + 1) % tr.accumulate:
+                continue
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            if ema is not None and tr.ema_every == "step":
+                ema.update_parameters(model)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if tr.max_steps is not None and step >= tr.max_steps:
+                break
+        if ema is not None and tr.ema_every == "epoch":
+            ema.update_parameters(model)
+        seconds = time.time() - started
+        train_seconds, train_samples = train_seconds + seconds, train_samples + seen
+
+        record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else math.nan,
+                  "lr": scheduler.get_last_lr()[0], "seconds": seconds, "samples": seen}
+        if val_set is not None:
+            probs = predict(eval_model, val_set, tr.val_batch_size, d, cfg.aug.tta, cfg.data.num_workers)
+            oof = oof_frame(rows.iloc[val_pos], probs)
+            record |= score(oof, prior, oracle, cfg.data.val_min_votes)
+        history.append(record)
+        logger.log_metrics(record, step)
+        if d.main:
+            summary = " ".join(f"{k} {v:.4f}" for k, v in record.items()
+                               if k in ("train_loss", "val_kl", "val_kl_all", "prior_kl", "bayes_kl"))
+            print(f"epoch {epoch + 1}/{tr.epochs} step {step} {summary} "
+                  f"({seconds:.0f}s, {seen / max(seconds, 1e-9):.1f} samples/s)", flush=True)
+            checkpoint.save_atomic({
+                "model": eval_model.state_dict(), "train_model": model.state_dict(),
+                "ema_n_averaged": int(ema.n_averaged.item()) if ema is not None else 0,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(), "epoch": epoch,
+                "step": step, "history": history, "config": OmegaConf.to_container(cfg, resolve=True),
+            }, ckpt_path)
+            if val_set is not None:
+                oof.to_csv(run_dir / "oof.csv", index=False)
+        distributed.barrier(d)
+
+    # ---- outputs
+    metrics = {k: v for k, v in (history[-1] if history else {}).items()
+               if k.startswith(("val_", "prior_", "bayes_", "n_val", "gap_"))}
+    metrics |= {"history": history, "epochs": len(history), "steps": step, "fold": cfg.fold,
+                "train_samples_per_s": train_samples / max(train_seconds, 1e-9),
+                "train_seconds": train_seconds}
+    if d.main:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        plot_curves(history, run_dir / "curves.png", metrics.get("prior_kl"), metrics.get("bayes_kl"))
+    logger.close()
+    distributed.teardown(d)
+    return metrics

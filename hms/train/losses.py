@@ -1,0 +1,44 @@
+"""KL losses on log-softmax, vote weights and the target tricks of the published recipes."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def kl_per_sample(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """KL(target || softmax(logits)) per row, in fp32; zero targets contribute 0, like Kaggle's metric."""
+    log_pred = F.log_softmax(logits.float(), dim=1)
+    return F.kl_div(log_pred, target.float(), reduction="none").sum(dim=1)
+
+
+def vote_weights(n_votes: torch.Tensor, weighting: str) -> torch.Tensor:
+    """How much a row counts, from its number of votes (more raters, less noisy target)."""
+    n_votes = n_votes.float()
+    if weighting == "log_votes":  # 15th place: 1 vote -> 0.63, 2 -> 1, 15 -> 2.5
+        return torch.log(n_votes + 1) / math.log(3)
+    if weighting == "min10":
+        return n_votes.clamp(max=10)
+    if weighting == "none":
+        return torch.ones_like(n_votes)
+    raise ValueError(f"loss.weighting must be log_votes, min10 or none, not {weighting!r}")
+
+
+def smooth(target: torch.Tensor, amount: float) -> torch.Tensor:
+    return target * (1 - amount) + amount / target.shape[1]
+
+
+def weighted_kl(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Batch mean of weight x KL; divided by the batch size (not the weight sum) so that DDP shards and
+    gradient accumulation average to exactly the full-batch loss."""
+    return (kl_per_sample(logits, target) * weight).mean()
+
+
+def model_loss(outputs: dict, target: torch.Tensor, weight: torch.Tensor, loss_weights: dict | None):
+    """Main head plus auxiliary heads with their loss weights (fusion); just the main head otherwise."""
+    if not outputs.get("aux"):
+        return weighted_kl(outputs["logits"], target, weight)
+    loss_weights = loss_weights or {}
+    total = loss_weights.get("main", 1.0) * weighted_kl(outputs["logits"], target, weight)
+    for name, logits in outputs["aux"].items():
+        total = total + loss_weights.get(name, 0.0) * weighted_kl(logits, target, weight)
+    return total

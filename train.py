@@ -1,0 +1,41 @@
+"""Train one model on one fold: python train.py model=fusion fold=0 [group=option ...] [key=value ...]
+
+Hydra composes conf/config.yaml; hms/train/loop.py does the work; the run dir gets oof.csv,
+metrics.json, checkpoint.pt, curves.png and .hydra/. The last line printed is `run_dir: <path>`.
+Distributed: torchrun --nproc_per_node=N train.py ... (gloo on CPU, nccl on GPU).
+"""
+import sys
+from pathlib import Path
+
+import os
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from hms.train.loop import NonFiniteLoss, train
+
+# Problems the user can fix (bad data, bad option, diverged run) get one line, not a traceback;
+# HMS_DEBUG=1 shows the traceback anyway.
+USER_ERRORS = (FileNotFoundError, ValueError, NonFiniteLoss)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = train(cfg, run_dir)
+    except USER_ERRORS as error:
+        if os.environ.get("HMS_DEBUG"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    figures = {k: metrics[k] for k in ("val_kl", "val_kl_all", "prior_kl", "bayes_kl", "gap_closed",
+                                       "train_samples_per_s") if k in metrics}
+    print(" ".join(f"{k} {v:.4f}" for k, v in figures.items()))
+    print(f"run_dir: {run_dir}")
+    return metrics.get("val_kl")  # what an optimisation sweeper would minimise
+
+
+if __name__ == "__main__":
+    main()
