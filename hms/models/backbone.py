@@ -1,0 +1,53 @@
+"""timm backbones for every extractor: any timm name, offline by default, local weights on request."""
+import os
+
+import timm
+import torch
+from torch import nn
+
+
+class BackboneError(RuntimeError):
+    pass
+
+
+def create_backbone(name: str, in_chans: int = 1, pretrained: bool = False, weights_path: str | None = None,
+                    stem_stride=None) -> nn.Module:
+    """A timm model returning pooled features (num_classes=0, .num_features).
+
+    pretrained=True downloads from the hub, which needs a network: with HF_HUB_OFFLINE=1 it fails at
+    once with one line instead of retrying. weights_path loads a local file instead (a state dict or a
+    timm checkpoint; the first conv is adapted to in_chans by summing over input channels).
+    stem_stride replaces the stride of the first convolution (e.g. 1 or (1, 2) for long time axes).
+    """
+    if pretrained and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise BackboneError(f"pretrained weights for {name!r} need a download but HF_HUB_OFFLINE=1: set "
+                            "pretrained=false and weights_path=<local file> instead")
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans)
+    except RuntimeError as error:  # timm: unknown model
+        raise BackboneError(f"timm cannot build {name!r}: {str(error).splitlines()[0]}") from None
+    except OSError as error:  # hub unreachable
+        raise BackboneError(f"could not download weights for {name!r} ({str(error).splitlines()[0]}); "
+                            "use weights_path=<local file>") from None
+    if weights_path:
+        load_local_weights(model, weights_path, in_chans)
+    if stem_stride is not None:
+        first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        first_conv.stride = (stem_stride, stem_stride) if isinstance(stem_stride, int) else tuple(stem_stride)
+    return model
+
+
+def load_local_weights(model: nn.Module, path: str, in_chans: int) -> None:
+    if not os.path.exists(path):
+        raise BackboneError(f"{path}: weights file not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    own = model.state_dict()
+    for key, value in list(state.items()):
+        if key in own and value.dim() == 4 and own[key].dim() == 4 and value.shape[1] != own[key].shape[1]:
+            # RGB weights for a 1-channel (or other) input: the sum keeps the response to a grey image
+            summed = value.sum(dim=1, keepdim=True)
+            state[key] = summed.repeat(1, own[key].shape[1], 1, 1) / own[key].shape[1]
+    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    if len(missing) == len(own):
+        raise BackboneError(f"{path}: no tensor matches the backbone's parameters")

@@ -1,0 +1,99 @@
+"""Attention-pooled Kaggle spectrogram extractor (15th place HMS): the 10 min spectrogram's 4 regions
+plus their 6 pairwise differences are 10 instances; one shared timm backbone embeds each; attention-MIL
+pooling (plain or gated) weighs them.
+
+    spec [B, 300, 400] -> log power, 4 regions [B, 4, 300, 100] -> + 6 differences [B, 10, 300, 100]
+    -> (optional pooling) -> backbone per instance [B*10, F] -> attention weights [B, 10] -> [B, F]
+"""
+from itertools import combinations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hms.models.backbone import create_backbone
+
+N_REGIONS = 4
+PAIRS = list(combinations(range(N_REGIONS), 2))  # the 6 pairwise differences
+# One fixed normalisation of log power for every image (the public spectrogram notebooks found it
+# better than a per-image z-score).
+LOG_MEAN, LOG_STD = -0.083, 1.907
+
+
+def instances(spec: torch.Tensor) -> torch.Tensor:
+    """[B, T, 400] Kaggle power -> [B, 10, T, 100]: log regions LL, RL, LP, RP then differences."""
+    log = torch.log(torch.nan_to_num(spec.float(), nan=0.0).clamp(min=torch.e ** -4, max=torch.e ** 8))
+    regions = log.unflatten(-1, (N_REGIONS, -1)).transpose(1, 2)  # [B, 4, T, 100]
+    diffs = torch.stack([regions[:, i] - regions[:, j] for i, j in PAIRS], dim=1)
+    return torch.cat([(regions - LOG_MEAN) / LOG_STD, diffs / LOG_STD], dim=1)
+
+
+class AttentionPool(nn.Module):
+    """Attention-MIL: softmax over instances of a small MLP score; gated adds a sigmoid branch."""
+
+    def __init__(self, dim: int, hidden: int = 128, gated: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh())
+        self.gate = nn.Sequential(nn.Linear(dim, hidden), nn.Sigmoid()) if gated else None
+        self.score = nn.Linear(hidden, 1)
+        self.dropout = dropout
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.value(x)
+        if self.gate is not None:
+            h = h * self.gate(x)
+        w = self.score(h).squeeze(-1).softmax(dim=1)  # [B, N]
+        if self.training and self.dropout > 0:  # drop instances, renormalise what is left
+            keep = (torch.rand_like(w) >= self.dropout).float()
+            keep[keep.sum(dim=1) == 0] = 1.0
+            w = w * keep
+            w = w / w.sum(dim=1, keepdim=True)
+        return w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.weights(x).unsqueeze(-1) * x).sum(dim=1)
+
+
+def edge_dropout(images: torch.Tensor, max_fraction: float) -> torch.Tensor:
+    """Zero a random number of time rows (up to max_fraction) at each end of every image: the label is
+    about the centre, so the model must not lean on the edges."""
+    b, n, t = images.shape[:3]
+    limit = int(max_fraction * t)
+    if limit == 0:
+        return images
+    cut_top = torch.randint(0, limit + 1, (b, 1, 1), device=images.device)
+    cut_bottom = torch.randint(0, limit + 1, (b, 1, 1), device=images.device)
+    rows = torch.arange(t, device=images.device).view(1, 1, t)
+    keep = (rows >= cut_top) & (rows < t - cut_bottom)
+    return images * keep.unsqueeze(-1)
+
+
+class SpecAttnExtractor(nn.Module):
+    def __init__(self, backbone: str = "test_efficientnet_gn", pretrained: bool = False,
+                 weights_path: str | None = None, pool=(1, 1), gated: bool = False, hidden: int = 128,
+                 attention_dropout: float = 0.1, edge_dropout: float = 0.25, stem_stride=None):
+        super().__init__()
+        self.pool = tuple(pool)
+        self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride)
+        self.num_features = self.backbone.num_features
+        self.attention = AttentionPool(self.num_features, hidden, gated, attention_dropout)
+        self.edge_dropout = edge_dropout
+        self.head = nn.Linear(self.num_features, 6)
+
+    def images(self, spec: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(spec.device.type, enabled=False):
+            x = instances(spec)  # [B, 10, T, 100]
+            if self.training and self.edge_dropout > 0:
+                x = edge_dropout(x, self.edge_dropout)
+            if self.pool != (1, 1):
+                x = F.avg_pool2d(x, self.pool)
+            return x
+
+    def forward_features(self, batch: dict) -> torch.Tensor:
+        x = self.images(batch["spec"])
+        b, n = x.shape[:2]
+        features = self.backbone(x.flatten(0, 1).unsqueeze(1)).view(b, n, -1)
+        return self.attention(features)
+
+    def forward(self, batch: dict) -> dict:
+        return {"logits": self.head(self.forward_features(batch)), "aux": {}}

@@ -1,0 +1,65 @@
+"""GPU STFT extractor (15th place HMS): node differences -> nnAudio STFT on the device -> log power
+image, restacked into columns -> a timm backbone -> 6 logits.
+
+    eeg [B, 20, T] -> differences [B, D, T] -> |STFT|^2 [B, D, F, T'] (0..fmax Hz) -> log1p, clamp, scale
+    -> stacked vertically [B, 1, D*F, T'] -> restacked into k columns [B, 1, D*F/k, k*T'] -> backbone
+"""
+import torch
+from einops import rearrange
+from nnAudio.features import STFT
+from torch import nn
+
+from hms.models.backbone import create_backbone
+from hms.signal.frontend import SignalFrontEnd
+
+# Published (n_fft, win_length, hop_length) presets of the 15th-place solution.
+STFT_PRESETS = {"fine": (110, 64, 23), "coarse": (190, 96, 24)}
+
+
+def restack(image: torch.Tensor, columns: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, H/k, k*W]: the k row bands placed side by side (an exact rearrangement)."""
+    return rearrange(image, "b c (k h) w -> b c h (k w)", k=columns)
+
+
+class STFTExtractor(nn.Module):
+    def __init__(self, montage: str = "groups24", filter: str = "lowpass50", clip: float = 1024,
+                 scale: float = 32, n_fft: int = 110, win_length: int = 64, hop_length: int = 23,
+                 fmax: float = 40.0, trainable: bool = True, clamp=(0.0, 20.0), center: float = 7.5,
+                 stack_order=None, columns: int = 2, backbone: str = "test_efficientnet_gn",
+                 pretrained: bool = False, weights_path: str | None = None, stem_stride=None,
+                 rate: int = 200):
+        super().__init__()
+        self.frontend = SignalFrontEnd(montage, filter, clip, scale)
+        n_diffs = self.frontend.montage.num_differences
+        self.stack_order = list(stack_order) if stack_order is not None else list(range(n_diffs))
+        if sorted(self.stack_order) != list(range(n_diffs)):
+            raise ValueError(f"stack_order must be a permutation of the {n_diffs} differences")
+        # Linear 0..fmax: the exact FFT bins (freq_scale "no") cropped at fmax.
+        self.n_bins = int(fmax * n_fft / rate) + 1
+        rows = n_diffs * self.n_bins
+        if rows % columns:
+            raise ValueError(f"{n_diffs} differences x {self.n_bins} bins = {rows} rows do not split "
+                             f"into {columns} columns")
+        self.stft = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, freq_scale="no",
+                         center=False, sr=rate, trainable=trainable, output_format="Magnitude", verbose=False)
+        self.clamp, self.center, self.columns = tuple(clamp), center, columns
+        self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride)
+        self.num_features = self.backbone.num_features
+        self.head = nn.Linear(self.num_features, 6)
+
+    def image(self, eeg: torch.Tensor) -> torch.Tensor:
+        """The log-power image the backbone sees, computed in fp32 (fp16 power overflows)."""
+        with torch.autocast(eeg.device.type, enabled=False):
+            diffs = self.frontend(eeg)[:, self.stack_order]  # [B, D, T]
+            b, d, t = diffs.shape
+            magnitude = self.stft(diffs.reshape(b * d, t))[:, : self.n_bins]  # [B*D, F, T']
+            power = torch.log1p(magnitude.float() ** 2).clamp(*self.clamp)
+            power = (power - self.center) / self.center
+            image = rearrange(power, "(b d) f t -> b 1 (d f) t", b=b)
+            return restack(image, self.columns)
+
+    def forward_features(self, batch: dict) -> torch.Tensor:
+        return self.backbone(self.image(batch["eeg"]))
+
+    def forward(self, batch: dict) -> dict:
+        return {"logits": self.head(self.forward_features(batch)), "aux": {}}

@@ -1,0 +1,73 @@
+"""Node differences (bipolar montages) as a module on the device, and how electrode flips act on them."""
+import torch
+from torch import nn
+
+from hms.data.layout import CHAINS, EEG_COLUMNS
+
+
+def _chain_pairs(chain):
+    return [(a, b) for a, b in zip(chain, chain[1:])]
+
+
+_BANANA16 = [p for region in ("LL", "RL", "LP", "RP") for p in _chain_pairs(CHAINS[region])]
+# 15th place: temporal chains, parasagittal chains (both walking back to front), transverse pairs.
+_TEMPORAL = [("O1", "T5"), ("T5", "T3"), ("T3", "F7"), ("F7", "Fp1"),
+             ("O2", "T6"), ("T6", "T4"), ("T4", "F8"), ("F8", "Fp2")]
+_PARASAGITTAL = [("O1", "P3"), ("P3", "C3"), ("C3", "F3"), ("F3", "Fp1"),
+                 ("O2", "P4"), ("P4", "C4"), ("C4", "F4"), ("F4", "Fp2")]
+_TRANSVERSE = [("Fz", "F7"), ("Fz", "F8"), ("Cz", "T3"), ("Cz", "T4"),
+               ("Pz", "T5"), ("Pz", "T6"), ("P3", "P4"), ("F3", "F4")]
+
+MONTAGES = {
+    # Chris Deotte's 8 pairs (public HMS notebooks)
+    "chris8": [[("Fp1", "T3"), ("T3", "O1"), ("Fp1", "C3"), ("C3", "O1"),
+                ("Fp2", "C4"), ("C4", "O2"), ("Fp2", "T4"), ("T4", "O2")]],
+    "banana16": [_BANANA16],
+    "banana18": [_BANANA16 + [("Fz", "Cz"), ("Cz", "Pz")]],
+    "groups24": [_TEMPORAL, _PARASAGITTAL, _TRANSVERSE],
+}
+
+
+class NodeDifferences(nn.Module):
+    """eeg [B, 20, T] -> [B, D, T]: electrode a minus electrode b for each pair, by index gathers."""
+
+    def __init__(self, name: str = "banana16"):
+        super().__init__()
+        if name not in MONTAGES:
+            raise ValueError(f"montage {name!r} is not one of {sorted(MONTAGES)}")
+        self.name = name
+        self.pairs = [p for group in MONTAGES[name] for p in group]
+        sizes = [len(g) for g in MONTAGES[name]]
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.groups = [list(range(s, s + n)) for s, n in zip(starts, sizes)]
+        self.register_buffer("a", torch.tensor([EEG_COLUMNS.index(a) for a, _ in self.pairs]), persistent=False)
+        self.register_buffer("b", torch.tensor([EEG_COLUMNS.index(b) for _, b in self.pairs]), persistent=False)
+
+    @property
+    def num_differences(self) -> int:
+        return len(self.pairs)
+
+    def forward(self, eeg: torch.Tensor) -> torch.Tensor:
+        return eeg[:, self.a] - eeg[:, self.b]
+
+
+def flip_on_differences(pairs, electrode_permutation):
+    """(permutation, signs) such that differences(flip(eeg)) == signs * differences(eeg)[:, permutation].
+
+    Flipped electrode i holds original electrode perm[i], so pair (a, b) of the flipped recording is the
+    original pair (perm a, perm b): found as is (+1) or reversed (-1). Montages not closed under the
+    flip (chris8 under front/back: Fp1-T3 would need O1-T3) raise a ValueError.
+    """
+    names = [EEG_COLUMNS[i] for i in electrode_permutation]
+    moved = {EEG_COLUMNS[i]: names[i] for i in range(len(EEG_COLUMNS))}
+    index = {p: i for i, p in enumerate(pairs)}
+    permutation, signs = [], []
+    for a, b in pairs:
+        fa, fb = moved[a], moved[b]
+        if (fa, fb) in index:
+            permutation.append(index[(fa, fb)]), signs.append(1.0)
+        elif (fb, fa) in index:
+            permutation.append(index[(fb, fa)]), signs.append(-1.0)
+        else:
+            raise ValueError(f"the montage is not closed under this flip: {a}-{b} maps to {fa}-{fb}")
+    return permutation, signs
