@@ -29,6 +29,9 @@ def create_backbone(name: str, in_chans: int = 1, pretrained: bool = False, weig
     except OSError as error:  # hub unreachable
         raise BackboneError(f"could not download weights for {name!r} ({str(error).splitlines()[0]}); "
                             "use weights_path=<local file>") from None
+    # Some heads (hgnetv2) project the pooled features before the classifier: what forward() returns
+    # with num_classes=0 is head_hidden_size wide, and that is what the extractors must size for.
+    model.num_features = getattr(model, "head_hidden_size", None) or model.num_features
     if weights_path:
         load_local_weights(model, weights_path, in_chans)
     if stem_stride is not None:

@@ -1,6 +1,9 @@
-"""Zero-phase filters on the device, in fp32: the FFT of the signal times a Butterworth magnitude
-response (squared, as filtfilt would apply it), back with the inverse FFT. Batched, exact in phase,
-no recursion, so it runs as fast on a GPU as a matmul."""
+"""Zero-phase filters on the device, in fp32: the FFT of the signal times the squared magnitude
+response of the digital Butterworth filter (what scipy's butter + sosfiltfilt applies), back with the
+inverse FFT. Batched, exact in phase, no recursion, so it runs as fast on a GPU as a matmul. Unlike
+filtfilt it treats the window as periodic, which only differs in the first and last few samples."""
+import math
+
 import torch
 from torch import nn
 
@@ -14,10 +17,16 @@ PRESETS = {
 
 
 def butterworth_gain(freqs: torch.Tensor, low=None, high=None, notch=None, order: int = 4,
-                     notch_width: float = 2.0) -> torch.Tensor:
-    """|H(f)|^2 of Butterworth high-pass x low-pass x band-stop (zero-phase: applied forward and back)."""
+                     notch_width: float = 2.0, rate: float = 200.0) -> torch.Tensor:
+    """|H(f)|^2 of digital Butterworth high-pass x low-pass x band-stop: a filter run forward and back
+    (zero phase) applies |H| twice. Frequencies are pre-warped like the bilinear
+    transform (tan(pi f / rate)), so the response equals scipy.signal.butter's."""
+    warp = lambda hz: math.tan(math.pi * hz / rate)  # noqa: E731
     gain = torch.ones_like(freqs)
-    f = freqs.clamp(min=1e-6)
+    f = torch.tan(math.pi * freqs.clamp(min=1e-6, max=rate / 2 - 1e-3) / rate)
+    low, high = (warp(low) if low else None), (warp(high) if high else None)
+    if notch is not None:
+        notch, notch_width = warp(notch), warp(notch + notch_width / 2) - warp(notch - notch_width / 2)
     if high is not None:
         gain = gain / (1 + (f / high) ** (2 * order))
     if low is not None:
@@ -25,7 +34,7 @@ def butterworth_gain(freqs: torch.Tensor, low=None, high=None, notch=None, order
     if notch is not None:  # band-stop as a Butterworth in the band-stop frequency transform
         x = f * notch_width / (f ** 2 - notch ** 2).abs().clamp(min=1e-6)
         gain = gain / (1 + x ** (2 * order))
-    return gain ** 2
+    return gain
 
 
 class SpectralFilter(nn.Module):
@@ -40,5 +49,5 @@ class SpectralFilter(nn.Module):
             return x
         n = x.shape[-1]
         freqs = torch.fft.rfftfreq(n, d=1 / self.rate, device=x.device)
-        gain = butterworth_gain(freqs, **self.settings)
+        gain = butterworth_gain(freqs, rate=self.rate, **self.settings)
         return torch.fft.irfft(torch.fft.rfft(x.float()) * gain, n=n)

@@ -55,8 +55,8 @@ def flip_on_differences(pairs, electrode_permutation):
     """(permutation, signs) such that differences(flip(eeg)) == signs * differences(eeg)[:, permutation].
 
     Flipped electrode i holds original electrode perm[i], so pair (a, b) of the flipped recording is the
-    original pair (perm a, perm b): found as is (+1) or reversed (-1). Montages not closed under the
-    flip (chris8 under front/back: Fp1-T3 would need O1-T3) raise a ValueError.
+    original pair (perm a, perm b): found as is (+1) or reversed (-1). All four montages here are closed
+    under both flips; a pair list that is not (Fp1-F7 alone under front/back) raises a ValueError.
     """
     names = [EEG_COLUMNS[i] for i in electrode_permutation]
     moved = {EEG_COLUMNS[i]: names[i] for i in range(len(EEG_COLUMNS))}
