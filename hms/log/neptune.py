@@ -17,7 +17,8 @@ class NeptuneLogger(Logger):
                                     capture_stderr=False, capture_traceback=False)
 
     def log_config(self, config: dict) -> None:
-        self.run["config"] = config
+        from neptune.utils import stringify_unsupported
+        self.run["config"] = stringify_unsupported(config)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         for key, value in metrics.items():
