@@ -256,7 +256,9 @@ def train(cfg, run_dir: Path) -> dict:
         record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else math.nan,
                   "lr": scheduler.get_last_lr()[0], "seconds": seconds, "samples": seen}
         if val_set is not None:
-            probs = predict(eval_model, val_set, tr.val_batch_size, d, cfg.aug.tta, cfg.data.num_workers)
+            last = epoch == tr.epochs - 1 or (tr.max_steps is not None and step >= tr.max_steps)
+            tta = cfg.aug.tta and last  # flip TTA costs 4 forwards: only for the final, reported score
+            probs = predict(eval_model, val_set, tr.val_batch_size, d, tta, cfg.data.num_workers)
             oof = oof_frame(rows.iloc[val_pos], probs)
             record |= score(oof, prior, oracle, cfg.data.val_min_votes)
         history.append(record)
