@@ -21,9 +21,7 @@ test: venv
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests
 
 bench: venv
-	$(PY) scripts/bench_data.py
 	$(PY) scripts/bench_frontend.py
-	$(PY) scripts/bench_predict.py
 
 clean-data:
 	rm -rf datamount/synthetic
