@@ -2,55 +2,52 @@
 
     python scripts/predict.py --data-root DIR --checkpoints CKPT [CKPT ...] [--blend blend.json]
         --out submission.csv [--per-model-dir DIR] [--repeat-rows] [--no-tta] [--batch-size 8]
+        [--names NAME ...] [--device cpu|cuda]
 
-Checkpoints of one model name (config "name", e.g. the folds of a sweep) are averaged; names are
-blended with blend.json when given (its input names must be the model names), else averaged.
+Checkpoints of one model name (config "name"; a multirun's <sweep>/<name>/fold<k>/checkpoint.pt) are
+averaged; names are blended with blend.json when given (its input names are the OOF folder names, i.e.
+the same model names; else matched by order), otherwise averaged. Flip TTA (four views) unless
+--no-tta. --per-model-dir writes <name>.csv per model, the input of blend_weights.py --apply.
+--repeat-rows writes one row per test.csv row (graders that repeat eeg_ids) instead of one per eeg_id.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from hms.data.kaggle import DataError
-from hms.data.layout import VOTE_COLUMNS
-from hms.ensemble.blend import BlendError, apply_blend
-from hms.ensemble.predict import predict_folder
+from hms.ensemble.blend import BlendError, read_blend
+from hms.ensemble.predict import CheckpointError, combine_models, predict_folder, submission_frame
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--data-root", required=True, help="folder with test.csv, test_eegs/, test_spectrograms/")
     parser.add_argument("--checkpoints", nargs="+", required=True)
-    parser.add_argument("--blend", default=None)
+    parser.add_argument("--blend", default=None, help="blend.json from scripts/blend_weights.py")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--per-model-dir", default=None)
+    parser.add_argument("--per-model-dir", default=None, help="also write <name>.csv per model here")
     parser.add_argument("--repeat-rows", action="store_true", help="one row per test.csv row (MLE-bench)")
-    parser.add_argument("--no-tta", action="store_true")
+    parser.add_argument("--no-tta", action="store_true", help="skip the flip TTA (4x faster)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--names", nargs="+", default=None, help="model name per checkpoint (default: config name)")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     args = parser.parse_args()
     try:
-        per_model, rows = predict_folder(args.data_root, args.checkpoints, args.batch_size, not args.no_tta)
-        if args.blend:
-            probs = apply_blend(json.loads(Path(args.blend).read_text()), per_model)
-        else:
-            probs = np.mean(list(per_model.values()), axis=0)
-    except (DataError, BlendError, FileNotFoundError) as error:
+        blend = read_blend(args.blend) if args.blend else None  # fail before the long part
+        per_model, rows = predict_folder(args.data_root, args.checkpoints, args.batch_size, not args.no_tta,
+                                         args.device, names=args.names)
+        probs = combine_models(per_model, blend)
+    except (DataError, BlendError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    probs = probs / probs.sum(axis=1, keepdims=True)
     if args.per_model_dir:
         Path(args.per_model_dir).mkdir(parents=True, exist_ok=True)
         for name, p in per_model.items():
-            pd.DataFrame({"eeg_id": rows.eeg_id, **dict(zip(VOTE_COLUMNS, p.T))}).to_csv(
-                Path(args.per_model_dir) / f"{name}.csv", index=False)
-    submission = pd.DataFrame({"eeg_id": rows.eeg_id.to_numpy(), **dict(zip(VOTE_COLUMNS, probs.T))})
-    if not args.repeat_rows:
-        submission = submission.drop_duplicates("eeg_id")
+            submission_frame(rows, p, args.repeat_rows).to_csv(Path(args.per_model_dir) / f"{name}.csv", index=False)
+    submission = submission_frame(rows, probs, args.repeat_rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     submission.to_csv(args.out, index=False)
-    print(f"wrote {args.out} ({len(submission)} rows, {len(per_model)} models)")
+    print(f"wrote {args.out} ({len(submission)} rows, models {sorted(per_model)})")
     return 0
 
 

@@ -1,43 +1,113 @@
-"""Inference: checkpoints x flip TTA over a Kaggle-layout test folder, averaged per model, blended."""
+"""Inference: checkpoints x flip TTA over a Kaggle-layout test folder, averaged per model name.
+
+Flip TTA averages the probabilities of four views: identity, left/right, front/back and both. A flip
+mirrors the raw electrodes (layout.FLIP_LR / FLIP_FB) and the Kaggle spectrogram with them
+(layout.SPEC_FLIP_LR / SPEC_FLIP_FB): left/right swaps the LL<->RL and LP<->RP regions; front/back
+leaves the spectrogram as it is, because each chain maps onto itself reversed and a region is a mean of
+power spectra, which does not see the order of its pairs.
+
+Model names: a checkpoint's name is its config["name"] (the train config's `name`, by default the model
+choice; a multirun writes <sweep>/<name>/fold<k>/, so it is also the folder scripts/blend_weights.py
+names that model's OOF by). Checkpoints of one name (the folds) are averaged; they must share the model
+config, else pass explicit names.
+"""
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from hms.data.dataset import TestDataset
+from hms.data.layout import VOTE_COLUMNS
+from hms.ensemble.blend import apply_blend
 from hms.train.augment import TTA_FLIPS, flip_batch
 
 
-def load_model(path, device) -> tuple[str, torch.nn.Module]:
-    """(model name, model in eval mode) from a run's checkpoint.pt; it carries its resolved config."""
+class CheckpointError(ValueError):
+    """One-line message starting with the checkpoint's path."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_model(path, device="cpu") -> tuple[str, dict, torch.nn.Module]:
+    """(name, resolved config, model in eval mode) from a checkpoint.pt written by the training loop."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    state = torch.load(path, map_location=device, weights_only=True)
-    model = instantiate(OmegaConf.create(state["config"]["model"]))
-    model.load_state_dict(state["model"])
-    return state["config"].get("name", path.parent.name), model.to(device).eval()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        config = state["config"]
+        model = instantiate(OmegaConf.create(config["model"]))
+        model.load_state_dict(state["model"])
+    except KeyError as error:
+        raise CheckpointError(f"{path}: no {error} entry (not a checkpoint of this codebase)") from None
+    except Exception as error:  # unpickling, instantiation and state-dict errors all mean a bad checkpoint
+        raise CheckpointError(f"{path}: cannot load the model ({_first_line(error)})") from None
+    return str(config.get("name") or path.parent.name), config, model.to(device).eval()
 
 
-@torch.no_grad()
-def predict_folder(root, checkpoints, batch_size=8, tta=True, device=None, progress=True):
-    """{model name: probabilities [N, 6]} for test.csv's rows (folds of one name averaged), and ids."""
+def tta_probabilities(model: torch.nn.Module, batch: dict, tta: bool = True) -> torch.Tensor:
+    """Softmax of the model's logits [B, 6], averaged over the four flips when `tta`."""
+    flips = TTA_FLIPS if tta else TTA_FLIPS[:1]
+    total = sum(model(flip_batch(batch, lr, fb))["logits"].float().softmax(dim=1) for lr, fb in flips)
+    return total / len(flips)
+
+
+@torch.inference_mode()
+def predict_dataset(model, dataset, batch_size=8, tta=True, device="cpu", progress=True, desc="predict") -> np.ndarray:
+    """Probabilities [len(dataset), 6] of one model."""
+    probs = []
+    for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=desc, disable=not progress):
+        inputs = {k: batch[k].to(device) for k in ("eeg", "spec")}
+        probs.append(tta_probabilities(model, inputs, tta).cpu().numpy())
+    return np.concatenate(probs).astype(np.float64)
+
+
+def predict_folder(root, checkpoints, batch_size=8, tta=True, device=None, progress=True,
+                   names=None) -> tuple[dict, pd.DataFrame]:
+    """({model name: probabilities [len(test.csv), 6]}, test.csv rows) for a Kaggle-layout folder.
+
+    Each distinct (eeg_id, spectrogram_id) of test.csv is predicted once; every row then gets the mean
+    over its eeg_id's windows, so rows repeating an eeg_id carry identical predictions. Checkpoints of
+    one name are averaged. `names` (one per checkpoint) overrides the names stored in them."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if names is not None and len(names) != len(checkpoints):
+        raise CheckpointError(f"{len(names)} names given for {len(checkpoints)} checkpoints")
     dataset = TestDataset(root)
-    per_name = defaultdict(list)
-    for path in checkpoints:
-        name, model = load_model(path, device)
-        probs = []
-        loader = DataLoader(dataset, batch_size=batch_size)
-        for batch in tqdm(loader, desc=f"predict {Path(path).parent.name}", disable=not progress):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            flips = TTA_FLIPS if tta else TTA_FLIPS[:1]
-            p = sum(model(flip_batch(batch, lr, fb))["logits"].float().softmax(1) for lr, fb in flips)
-            probs.append((p / len(flips)).cpu().numpy())
-        per_name[name].append(np.concatenate(probs))
-    return {n: np.mean(p, axis=0) for n, p in per_name.items()}, dataset.rows
+    rows = dataset.rows.reset_index(drop=True)
+    distinct = rows.drop_duplicates(["eeg_id", "spectrogram_id"])
+    windows = Subset(dataset, distinct.index.tolist())
+    per_name, model_configs = defaultdict(list), {}
+    for i, path in enumerate(checkpoints):
+        name, config, model = load_model(path, device)
+        name = names[i] if names is not None else name
+        first = model_configs.setdefault(name, (path, config["model"]))
+        if first[1] != config["model"]:
+            raise CheckpointError(f"{path}: its model config differs from {first[0]}'s, yet both are named "
+                                  f"'{name}' (train with name=<model name>, or pass names)")
+        probs = predict_dataset(model, windows, batch_size, tta, device, progress, desc=f"{name} {Path(path).parent.name}")
+        per_eeg = pd.DataFrame(probs, index=distinct.eeg_id.to_numpy()).groupby(level=0).mean()
+        per_name[name].append(per_eeg.loc[rows.eeg_id].to_numpy())
+        del model  # one model in memory at a time
+    return {name: np.mean(p, axis=0) for name, p in per_name.items()}, rows
+
+
+def combine_models(per_model: dict, blend: dict | None = None) -> np.ndarray:
+    """One probability matrix from {name: [N, 6]}: blend.json when given, else the plain mean."""
+    return apply_blend(blend, per_model) if blend else np.mean(list(per_model.values()), axis=0)
+
+
+def submission_frame(rows: pd.DataFrame, probs: np.ndarray, repeat_rows: bool = False) -> pd.DataFrame:
+    """The sample_submission format, rows renormalised to sum to 1: one row per eeg_id, or with
+    `repeat_rows` one per test.csv row (rows of one eeg_id hold identical predictions)."""
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"eeg_id": rows.eeg_id.to_numpy(), **dict(zip(VOTE_COLUMNS, probs.T))})
+    return frame if repeat_rows else frame.drop_duplicates("eeg_id").reset_index(drop=True)
