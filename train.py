@@ -31,7 +31,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     figures = {k: metrics[k] for k in ("val_kl", "val_kl_all", "prior_kl", "bayes_kl", "gap_closed",
-                                       "train_samples_per_s") if k in metrics}
+                                       "train_samples_per_s") if metrics.get(k) is not None}
     print(" ".join(f"{k} {v:.4f}" for k, v in figures.items()))
     print(f"run_dir: {run_dir}")
     return metrics.get("val_kl")  # what an optimisation sweeper would minimise

@@ -1,22 +1,31 @@
-"""Write the embedded synthetic HMS data set (Kaggle layout + oracle.csv, solution.csv, stats.json).
+"""Write the embedded synthetic HMS data set: the Kaggle layout (train and test parts) plus oracle.csv
+(true probabilities: the Bayes floor), solution.csv and stats.json.
 
     python scripts/make_synthetic.py --out DIR [--patients N] [--seed S] [--workers 2]
 """
 import argparse
 import json
+import sys
 
 from hms.data.synthetic import DEFAULT_PATIENTS, make_synthetic
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", required=True, help="folder to write (replaced if it is a synthetic set)")
+    parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS,
+                        help=f"train patients (default {DEFAULT_PATIENTS}); test patients are 10%% more")
+    parser.add_argument("--seed", type=int, default=0, help="0 <= seed < 2**32")
+    parser.add_argument("--workers", type=int, default=2, help="processes")
     args = parser.parse_args()
-    out = make_synthetic(args.out, patients=args.patients, seed=args.seed, workers=args.workers)
-    print(json.dumps(json.loads((out / "stats.json").read_text()), indent=2))
+    try:
+        out = make_synthetic(args.out, patients=args.patients, seed=args.seed, workers=args.workers)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    stats = json.loads((out / "stats.json").read_text())
+    print(json.dumps({k: v for k, v in stats.items() if k != "highvote"}))
+    print("10+ vote rows:", json.dumps(stats["highvote"]))
     print(f"wrote {out}")
 
 

@@ -56,22 +56,22 @@ def test_node_difference_values():
 
 
 def test_filters_match_scipy_and_their_passbands():
-    t = torch.arange(4000) / 200.0
+    t = torch.arange(8000) / 200.0
     x = torch.sin(2 * np.pi * 10 * t) + torch.sin(2 * np.pi * 60 * t) + torch.sin(2 * np.pi * 0.1 * t)
-    band = SpectralFilter("bandpass0.5-20")(x[None])[0]
+    band = SpectralFilter("bandpass0.5-20")(x[None])[0][2000:6000]  # the ends carry filtfilt-like transients
     spectrum = torch.fft.rfft(band).abs() / 2000
     freqs = torch.fft.rfftfreq(4000, 1 / 200)
     at = lambda f: spectrum[(freqs - f).abs().argmin()].item()  # noqa: E731
     assert at(10) == pytest.approx(1.0, abs=0.02) and at(60) < 1e-3 and at(0.1) < 1e-2
     notch = SpectralFilter("notch50")(torch.sin(2 * np.pi * 50 * t)[None])[0]
-    assert notch[500:-500].abs().max() < 1e-3
-    # the same zero-phase filtering as scipy's butter + sosfiltfilt, away from the window's ends
+    assert notch[1000:-1000].abs().max() < 1e-3
+    # the same zero-phase filtering as scipy's butter + sosfiltfilt (both odd-extend the ends), 5 s from the ends
     noise = np.random.default_rng(0).standard_normal(4000)
     for preset, args in (("lowpass50", (4, 50, "lowpass")), ("bandpass0.5-20", (4, [0.5, 20], "bandpass"))):
         ref = scipy_signal.sosfiltfilt(scipy_signal.butter(*args, fs=200, output="sos"), noise)
         ours = SpectralFilter(preset)(torch.tensor(noise[None], dtype=torch.float32))[0].numpy()
         middle = slice(1000, 3000)
-        assert np.abs(ours[middle] - ref[middle]).max() < 0.02 * np.abs(ref).max(), preset
+        assert np.abs(ours[middle] - ref[middle]).max() < 2e-3 * np.abs(ref).max(), preset
 
 
 def test_nnaudio_stft_equals_torch_stft():

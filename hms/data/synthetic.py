@@ -1,13 +1,15 @@
-"""The embedded synthetic HMS data set: the Kaggle layout, signals with the six patterns' morphology,
-realistic artefacts, expert-like votes and a known Bayes floor (oracle.csv).
+"""The embedded synthetic HMS data set: the Kaggle layout to the letter, EEGs with the six patterns'
+morphology and realistic artefacts, Kaggle-recipe spectrograms, expert-like votes and a known Bayes
+floor (oracle.csv).
 
-Every EEG has one state (a class and a clarity in [0, 1]). Its true vote distribution mixes the class
-with the confusions experts make, the mix set by clarity; the pattern's amplitude grows with clarity,
-so a model can learn both the class and how sure the raters will be. Votes are multinomial draws:
-1-7 votes (a crowd) or 10-28 (experts).
+Structure, as in the real data: a patient has recordings; a recording is one spectrogram that 1-3
+EEGs (consecutive chunks of it) share; an EEG carries 1-3 annotations (vote draws), each labelling
+1-6 overlapping 50 s sub-windows. Each EEG has one state (synthetic_labels.py) that sets both its
+waveforms (synthetic_signals.py) and its true vote probabilities.
 """
 import json
 import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -17,281 +19,247 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from hms.data.layout import (CLASSES, CONSENSUS_NAMES, EEG_COLUMNS, EEG_RATE, ELECTRODES,
-                             SPEC_POWER_COLUMNS, SPEC_WINDOW_SECONDS, TRAIN_COLUMNS, VOTE_COLUMNS)
+from hms.data.layout import (CLASSES, EEG_COLUMNS, EEG_RATE, EEG_TO_SPEC_SECONDS, EEG_WINDOW_SECONDS, SPEC_FFT,
+                             SPEC_POWER_COLUMNS, SPEC_STEP_SECONDS, SPEC_WINDOW_ROWS, SPEC_WINDOW_SECONDS,
+                             SUBMISSION_COLUMNS, TEST_COLUMNS, TRAIN_COLUMNS, VOTE_COLUMNS)
 from hms.data.spectrogram import kaggle_spectrogram
-from hms.ensemble.metric import kl_per_row
+from hms.data.synthetic_labels import (EXPERT_SHARE, STATE_MIX, consensus, draw_state, draw_votes,
+                                       label_stats, true_probabilities)
+from hms.data.synthetic_signals import background, draw_traits, eeg_record
 
-DEFAULT_PATIENTS = 250
-CLASS_MIX = np.array([0.06, 0.20, 0.13, 0.07, 0.08, 0.46])  # seizure lpd gpd lrda grda other
-# Where experts' votes go when they do not agree with the pattern (HMS_FACTS: LPD~GPD~Seizure,
-# LRDA~GRDA, anything~Other).
-CONFUSION = np.array([
-    [0.00, 0.35, 0.10, 0.10, 0.05, 0.40],   # seizure
-    [0.25, 0.00, 0.35, 0.05, 0.00, 0.35],   # lpd
-    [0.10, 0.40, 0.00, 0.00, 0.05, 0.45],   # gpd
-    [0.05, 0.05, 0.00, 0.00, 0.45, 0.45],   # lrda
-    [0.05, 0.00, 0.05, 0.35, 0.00, 0.55],   # grda
-    [0.12, 0.28, 0.18, 0.12, 0.30, 0.00],   # other
-])
-# Approximate scalp positions (x: left -1 .. right 1, y: back -1 .. front 1) for fields and conduction.
-POSITIONS = {"Fp1": (-0.3, 1.0), "F3": (-0.45, 0.5), "C3": (-0.5, 0.0), "P3": (-0.45, -0.5), "F7": (-0.8, 0.6),
-             "T3": (-1.0, 0.0), "T5": (-0.8, -0.6), "O1": (-0.3, -1.0), "Fz": (0.0, 0.5), "Cz": (0.0, 0.0),
-             "Pz": (0.0, -0.5), "Fp2": (0.3, 1.0), "F4": (0.45, 0.5), "C4": (0.5, 0.0), "P4": (0.45, -0.5),
-             "F8": (0.8, 0.6), "T4": (1.0, 0.0), "T6": (0.8, -0.6), "O2": (0.3, -1.0)}
-XY = np.array([POSITIONS[e] for e in ELECTRODES])
-# Volume conduction: each electrode sees its neighbours, weighted by distance.
-_D = np.linalg.norm(XY[:, None] - XY[None], axis=-1)
-MIXING = np.exp(-(_D / 0.45) ** 2)
-MIXING /= np.linalg.norm(MIXING, axis=1, keepdims=True)
+GENERATOR_VERSION = 2  # bump when the output changes, so ensure_synthetic rebuilds old sets
+DEFAULT_PATIENTS = 450  # ~1,300 train EEGs, ~650 10+ vote windows, ~1.5 GB
+TEST_PATIENT_SHARE = 0.1
+PATIENT_CONCENTRATION = 3.0  # Dirichlet: each patient has a few dominant states
+SAME_STATE_IN_RECORDING = 0.6  # chance that the next EEG chunk of a recording keeps the class
+SPEC_NAN_RUN_CHANCE = 0.25  # per spectrogram: one run of whole NaN rows
 
 
-def true_probabilities(label: int, clarity: float) -> np.ndarray:
-    agree = 0.35 + 0.6 * clarity
-    return agree * np.eye(6)[label] + (1 - agree) * CONFUSION[label]
+def _unique_ids(rng, n: int, low: int, high: int) -> np.ndarray:
+    return rng.choice(high - low, size=n, replace=False) + low
 
 
-def _coloured_noise(rng, shape, rate, exponent=1.0):
-    """Noise with a 1/f^exponent power spectrum along the last axis."""
-    n = shape[-1]
-    f = np.fft.rfftfreq(n, 1 / rate)
-    f[0] = f[1]
-    spectrum = (rng.standard_normal(shape[:-1] + (len(f),)) + 1j * rng.standard_normal(shape[:-1] + (len(f),)))
-    x = np.fft.irfft(spectrum / f ** (exponent / 2), n=n)
-    return x / x.std(axis=-1, keepdims=True)
+def _annotations(rng) -> tuple[list[tuple[int, int]], list[bool]]:
+    """[(offset seconds, annotation index)] sub-windows of one EEG, and each annotation's expert flag."""
+    windows, experts, cursor = [], [], 0
+    for a in range(int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))):
+        experts.append(bool(rng.random() < EXPERT_SHARE))
+        for _ in range(1 + min(int(rng.poisson(1.5)), 5)):
+            windows.append((cursor, a))
+            cursor += int(rng.choice([2, 4, 6], p=[0.5, 0.3, 0.2]))
+        cursor += 2 * int(rng.integers(0, 5))
+    return windows, experts
 
 
-def _field(side: int, frontal: float = 0.0) -> np.ndarray:
-    """Spatial weight per electrode: side -1 left, 1 right, 0 both; fading across the midline."""
-    x, y = XY[:, 0], XY[:, 1]
-    lateral = 1.0 / (1.0 + np.exp(-6 * side * x)) if side else np.ones(19)
-    return lateral * (1.0 + frontal * y) / (1.0 + abs(frontal))
+def plan_dataset(patients: int, seed: int) -> dict:
+    """Everything but the signals: ids, states, votes, offsets, and one job per recording.
+
+    Cheap (no signals), so label statistics of any size can be checked in a test."""
+    rng = np.random.default_rng(seed)
+    n_test = max(1, int(round(patients * TEST_PATIENT_SHARE)))
+    patient_ids = _unique_ids(rng, patients + n_test, 1, 65_536)
+    budget = 12 * (patients + n_test)  # upper bounds on ids drawn; unused ones are simply dropped
+    eeg_ids = iter(_unique_ids(rng, budget, 100_000, 2**32 - 1).tolist())
+    spec_ids = iter(_unique_ids(rng, budget, 100_000, 2**31 - 1).tolist())
+    label_ids = iter(_unique_ids(rng, 10 * budget, 100_000, 2**32 - 1).tolist())
+    plan = {"train": [], "test": [], "oracle": [], "solution": [], "jobs": [], "truth": []}
+    for index, patient in enumerate(patient_ids.tolist()):
+        traits = draw_traits(rng)
+        mix = rng.dirichlet(STATE_MIX * PATIENT_CONCENTRATION)
+        if index >= patients:  # test patients: 1-3 EEGs of exactly 50 s, each with its 10 min spectrogram
+            for _ in range(int(rng.integers(1, 4))):
+                state = draw_state(rng, mix)
+                p = true_probabilities(**state)
+                eeg_id, spec_id = next(eeg_ids), next(spec_ids)
+                votes = draw_votes(rng, p, experts=True)
+                plan["test"].append((spec_id, eeg_id, patient))
+                plan["solution"].append((eeg_id, *(votes / votes.sum())))
+                plan["oracle"].append((None, eeg_id, *p))
+                plan["jobs"].append({"split": "test", "spec_id": spec_id, "spec_rows": SPEC_WINDOW_ROWS,
+                                     "traits": traits, "eegs": [{"id": eeg_id, "state": state, "start": 0,
+                                                                 "seconds": EEG_WINDOW_SECONDS}]})
+            continue
+        for _ in range(1 + int(rng.poisson(rng.gamma(1.0, 1.0)))):  # recordings, skewed per patient
+            spec_id, start, sub, eegs, last_offset = next(spec_ids), 2 * int(rng.integers(0, 30)), 0, [], 0
+            state = None
+            for _ in range(1 + int(rng.poisson(0.5))):  # EEG chunks of this recording
+                keep = state if state is not None and rng.random() < SAME_STATE_IN_RECORDING else None
+                state = draw_state(rng, mix, label=None if keep is None else keep["label"])
+                p = true_probabilities(**state)
+                eeg_id = next(eeg_ids)
+                windows, experts = _annotations(rng)
+                votes = [draw_votes(rng, p, e) for e in experts]
+                for eeg_sub, (offset, a) in enumerate(windows):
+                    label_id = next(label_ids)
+                    plan["train"].append((eeg_id, eeg_sub, float(offset), spec_id, sub, float(start + offset),
+                                          label_id, patient, consensus(votes[a]), *votes[a].tolist()))
+                    plan["oracle"].append((label_id, eeg_id, *p))
+                    plan["truth"].append(p)
+                    sub += 1
+                seconds = EEG_WINDOW_SECONDS + windows[-1][0]
+                eegs.append({"id": eeg_id, "state": state, "start": start, "seconds": seconds})
+                last_offset = start + windows[-1][0]
+                start += seconds + 2 * int(rng.integers(0, 30))  # the next chunk follows a short gap
+            plan["jobs"].append({"split": "train", "spec_id": spec_id, "traits": traits, "eegs": eegs,
+                                 "spec_rows": (last_offset + SPEC_WINDOW_SECONDS) // SPEC_STEP_SECONDS})
+    for i, job in enumerate(plan["jobs"]):
+        job["seed"] = [seed, i]
+    return plan
 
 
-def _discharges(t, rate_hz, rng, triphasic: bool):
-    """A train of sharp periodic discharges (spike then slow wave, or triphasic) at rate_hz."""
-    out = np.zeros_like(t)
-    period = 1.0 / rate_hz
-    for c in np.arange(rng.uniform(0, period), t[-1], period * rng.uniform(0.9, 1.1)):
-        d = t - c
-        if triphasic:
-            out += -0.4 * np.exp(-((d + 0.06) / 0.03) ** 2) + np.exp(-(d / 0.04) ** 2) - 0.5 * np.exp(-((d - 0.15) / 0.08) ** 2)
-        else:
-            out += np.exp(-(d / 0.025) ** 2) - 0.45 * np.exp(-((d - 0.12) / 0.09) ** 2)
-    return out
+# ------------------------------------------------------------------------------------------- writing
+def recording_spectrogram(chunks: list[dict], n_rows: int, rng) -> np.ndarray:
+    """[n_rows, 400] spectrogram of a recording at times 1, 3, 5, ...
 
-
-def pattern(label: int, clarity: float, n: int, rng) -> np.ndarray:
-    """The class's waveform [19, n] (microvolts) at an amplitude that grows with clarity."""
-    t = np.arange(n) / EEG_RATE
-    amp = 15 + 90 * clarity
-    side = rng.choice([-1, 1])
-    name = CLASSES[label]
-    if name == "seizure":  # rhythmic 3-8 Hz evolving in frequency and amplitude, spreading
-        f0 = rng.uniform(3, 6)
-        freq = f0 + rng.uniform(1, 3) * t / t[-1]
-        wave = np.sin(2 * np.pi * np.cumsum(freq) / EEG_RATE) + 0.4 * np.sin(4 * np.pi * np.cumsum(freq) / EEG_RATE)
-        growth = np.clip(0.3 + t / t[-1], 0, 1.3)
-        return amp * growth * wave * _field(side if rng.random() < 0.5 else 0)[:, None]
-    if name == "lpd":
-        return amp * 1.3 * _discharges(t, rng.uniform(0.5, 2.0), rng, False) * _field(side)[:, None]
-    if name == "gpd":
-        return amp * 1.3 * _discharges(t, rng.uniform(0.7, 2.5), rng, True) * _field(0, 0.5)[:, None]
-    if name in ("lrda", "grda"):
-        f = rng.uniform(1.0, 3.0)
-        wave = np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-        return amp * wave * (_field(side) if name == "lrda" else _field(0, 0.6))[:, None]
-    return np.zeros((19, n))
-
-
-def eeg_signal(label: int, clarity: float, seconds: int, traits: dict, rng) -> np.ndarray:
-    """[n, 20] float32: background + pattern + artefacts, microvolts; EKG last."""
-    n = seconds * EEG_RATE
-    t = np.arange(n) / EEG_RATE
-    background = _coloured_noise(rng, (19, n), EEG_RATE, 1.6) * traits["amplitude"]
-    posterior = np.clip(-XY[:, 1], 0, 1)[:, None]
-    alpha = np.sin(2 * np.pi * traits["alpha_hz"] * t + rng.uniform(0, 6.3, (19, 1))) * 8 * posterior
-    beta = _coloured_noise(rng, (19, n), EEG_RATE, 0.0) * 2
-    if traits["sleepy"]:  # sleep-like slowing: more delta, less alpha
-        background *= 1.4
-        alpha *= 0.2
-    eeg = MIXING @ (background + beta) + alpha + pattern(label, clarity, n, rng)
-    heart = 1.0 / traits["heart_hz"]
-    ekg = np.zeros(n)
-    for c in np.arange(rng.uniform(0, heart), t[-1], heart):
-        ekg += 600 * np.exp(-((t - c) / 0.012) ** 2) - 100 * np.exp(-((t - c - 0.25) / 0.06) ** 2)
-    eeg += traits["ekg_leak"] * ekg[None] * rng.uniform(0.5, 1.0, (19, 1))
-    if rng.random() < traits["artefact_rate"]:  # eye blinks at Fp1/Fp2
-        for c in rng.uniform(0, t[-1], rng.integers(1, 6)):
-            eeg[[0, 11]] += 150 * np.exp(-((t - c) / 0.15) ** 2)
-    if rng.random() < traits["artefact_rate"]:  # muscle burst, temporal
-        start = rng.integers(0, n - 400)
-        burst = np.zeros(n)
-        burst[start:start + rng.integers(200, 1000)] = 1
-        sos = _coloured_noise(rng, (6, n), EEG_RATE, 0.0) * 25
-        eeg[[4, 5, 6, 15, 16, 17]] += sos * burst
-    if rng.random() < 0.3:  # 60 Hz line noise
-        eeg += 5 * np.sin(2 * np.pi * 60 * t)
-    if rng.random() < traits["artefact_rate"] / 2:  # electrode pop
-        ch, c = rng.integers(19), rng.integers(n - 200)
-        eeg[ch, c:] += 200 * np.exp(-(np.arange(n - c)) / 40)
-    if rng.random() < 0.02:  # flat channel
-        eeg[rng.integers(19)] = 0.0
-    out = np.concatenate([eeg, ekg[None] + rng.standard_normal((1, n)) * 10]).T.astype(np.float32)
-    if rng.random() < 0.03:  # NaN segment
-        start = rng.integers(0, n - 200)
-        out[start:start + rng.integers(20, 200)] = np.nan
-    return out
-
-
-def _spectrogram_for(eeg: np.ndarray, eeg_start: int, n_rows: int, rng) -> np.ndarray:
-    """Rows at odd seconds 1..; those over the EEG come from it by the Kaggle recipe, the rest are the
-    record's mean spectrum with log-normal jitter; ~1% of rows NaN."""
-    times = 1 + 2 * np.arange(n_rows)
-    over = (times - eeg_start >= 0) & (times - eeg_start < len(eeg) / EEG_RATE)
+    Rows whose 1024-sample frame lies inside an EEG chunk come from it by the Kaggle recipe (EEG
+    second t of the chunk <-> time start + 275 + t), NaN where the EEG is NaN. The other rows get the
+    nearest chunk's mean spectrum times log-normal noise, or its `quiet` spectrum farther than `extent`
+    seconds (a seizure is over after a while). One spectrogram in four has a run of NaN rows."""
+    times = 1 + SPEC_STEP_SECONDS * np.arange(n_rows)
     power = np.empty((n_rows, len(SPEC_POWER_COLUMNS)), np.float32)
-    power[over] = kaggle_spectrogram(eeg, times[over] - eeg_start)
-    mean = power[over].mean(axis=0)
-    power[~over] = np.round(mean * np.exp(rng.normal(0, 0.5, ((~over).sum(), 1)) + rng.normal(0, 0.3, ((~over).sum(), len(mean)))), 2)
-    power[rng.random(n_rows) < 0.01] = np.nan
+    filled = np.zeros(n_rows, bool)
+    distance = np.full(n_rows, np.inf)
+    nearest = np.zeros(n_rows, int)
+    half_frame = SPEC_FFT / 2 / EEG_RATE
+    means = []
+    for k, chunk in enumerate(chunks):
+        centre = times - EEG_TO_SPEC_SECONDS - chunk["start"]  # EEG seconds of this chunk
+        inside = (centre >= half_frame) & (centre <= chunk["seconds"] - half_frame)
+        rows = kaggle_spectrogram(chunk["signal"], centre[inside])
+        means.append(rows.mean(axis=0))
+        missing = np.isnan(chunk["signal"][(centre[inside] * EEG_RATE).astype(int), 0])
+        rows[missing] = np.nan
+        power[inside], filled = rows, filled | inside
+        gap = np.maximum(np.maximum(-centre, centre - chunk["seconds"]), 0)
+        closer = gap < distance
+        nearest[closer], distance[closer] = k, gap[closer]
+    rest = np.flatnonzero(~filled)
+    far = np.array([distance[i] > chunks[nearest[i]].get("extent", np.inf) for i in rest], bool)
+    mean = np.stack(means)[nearest[rest]]
+    mean[far] = np.stack([chunks[nearest[i]]["quiet"] for i in rest[far]]) if far.any() else mean[far]
+    noise = rng.normal(0, 0.25, (len(rest), 1)) + rng.normal(0, 0.45, (len(rest), power.shape[1]))
+    power[rest] = np.round(mean * np.exp(noise - 0.5 * (0.25**2 + 0.45**2)), 2)
+    if rng.random() < SPEC_NAN_RUN_CHANCE:
+        at = rng.integers(0, n_rows)
+        power[at:at + int(rng.integers(1, 25))] = np.nan
     return power
 
 
-def _write_parquet(columns: dict, path: Path) -> None:
-    pq.write_table(pa.table(columns), path)  # pyarrow directly: pandas' conversion costs as much again
+def _write_parquet(columns: dict, path: Path, floats_only: bool) -> None:
+    # EEG floats barely compress: byte-stream-split + zstd saves ~25%. Dictionaries of 400 spectrogram
+    # columns cost time and save nothing.
+    options = {"compression": "zstd", "use_byte_stream_split": True} if floats_only else {}
+    options["use_dictionary"] = False
+    pq.write_table(pa.table(columns), path, **options)
 
 
-def _make_record(job: dict) -> None:
-    """One EEG and its spectrogram, written as parquet (runs in a worker process)."""
+def build_recording(job: dict, root: Path) -> None:
+    """Generate and write one recording: its EEG chunks and their shared spectrogram (worker process)."""
     rng = np.random.default_rng(job["seed"])
-    eeg = eeg_signal(job["label"], job["clarity"], job["seconds"], job["traits"], rng)
-    _write_parquet({c: eeg[:, i] for i, c in enumerate(EEG_COLUMNS)}, job["eeg_path"])
-    n_rows = job["spec_rows"]
-    # EEG second t of a window at offset o <-> spectrogram time o + 275 + (t - o): the EEG starts at 275.
-    power = _spectrogram_for(eeg, 275, n_rows, rng)
-    columns = {"time": (1 + 2 * np.arange(n_rows)).astype(np.int16)}
-    columns |= {c: power[:, i] for i, c in enumerate(SPEC_POWER_COLUMNS)}
-    _write_parquet(columns, job["spec_path"])
+    split, traits = job["split"], job["traits"]
+    chunks = []
+    for eeg in job["eegs"]:
+        signal = eeg_record(eeg["state"], eeg["seconds"], traits, rng)
+        _write_parquet({c: signal[:, i] for i, c in enumerate(EEG_COLUMNS)},
+                       root / f"{split}_eegs" / f"{eeg['id']}.parquet", floats_only=True)
+        chunk = {"start": eeg["start"], "seconds": eeg["seconds"], "signal": signal}
+        if CLASSES[eeg["state"]["label"]] == "seizure":  # the spectrum before and after the seizure
+            quiet = np.zeros((12 * EEG_RATE, len(EEG_COLUMNS)))
+            quiet[:, :19] = background(12 * EEG_RATE, traits, rng, sleepy=False, alpha_scale=0.5).T
+            chunk |= {"quiet": kaggle_spectrogram(quiet, [3, 6, 9]).mean(axis=0), "extent": rng.uniform(20, 120)}
+        chunks.append(chunk)
+    power = recording_spectrogram(chunks, job["spec_rows"], rng)
+    times = (1 + SPEC_STEP_SECONDS * np.arange(job["spec_rows"])).astype(np.int16)  # int16 like Kaggle's
+    _write_parquet({"time": times} | {c: power[:, i] for i, c in enumerate(SPEC_POWER_COLUMNS)},
+                   root / f"{split}_spectrograms" / f"{job['spec_id']}.parquet", floats_only=False)
 
 
-def _unique_ids(rng, n, low, high, taken=()):
-    ids = set(taken)
-    out = []
-    while len(out) < n:
-        for v in rng.integers(low, high, n).tolist():
-            if v not in ids and len(out) < n:
-                ids.add(v)
-                out.append(v)
-    return out
+def _write_tables(plan: dict, root: Path, patients: int, seed: int) -> dict:
+    train = pd.DataFrame(plan["train"], columns=list(TRAIN_COLUMNS))
+    train.to_csv(root / "train.csv", index=False)
+    test = pd.DataFrame(plan["test"], columns=list(TEST_COLUMNS))
+    test.to_csv(root / "test.csv", index=False)
+    uniform = pd.DataFrame({"eeg_id": test.eeg_id} | {c: 1 / 6 for c in VOTE_COLUMNS})
+    uniform[list(SUBMISSION_COLUMNS)].to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame(plan["solution"], columns=list(SUBMISSION_COLUMNS)).to_csv(root / "solution.csv", index=False)
+    oracle = pd.DataFrame(plan["oracle"], columns=["label_id", "eeg_id", *VOTE_COLUMNS])
+    oracle["label_id"] = oracle["label_id"].astype("Int64")  # empty for test rows
+    oracle.to_csv(root / "oracle.csv", index=False)
+    all_rows = label_stats(train, np.array(plan["truth"]), min_votes=1)
+    stats = {
+        "generator": {"version": GENERATOR_VERSION, "patients": patients, "seed": seed},
+        "train_patients": int(train.patient_id.nunique()), "test_patients": int(test.patient_id.nunique()),
+        "train_eegs": int(train.eeg_id.nunique()), "test_eegs": len(test),
+        "train_spectrograms": int(train.spectrogram_id.nunique()), "train_rows": len(train),
+        "windows": all_rows["rows"], "windows_10plus": None,
+        "highvote": label_stats(train, np.array(plan["truth"])),
+    }
+    stats["windows_10plus"] = stats["highvote"]["rows"]
+    (root / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
 
 
-def label_stats(rows: pd.DataFrame, oracle: pd.DataFrame) -> dict:
-    """Figures of the 10+ vote, de-duplicated rows: class mix, target entropy, prior KL, Bayes KL."""
-    high = rows[rows[list(VOTE_COLUMNS)].sum(axis=1) >= 10].drop_duplicates(["eeg_id", *VOTE_COLUMNS])
-    votes = high[list(VOTE_COLUMNS)].to_numpy(float)
-    target = votes / votes.sum(axis=1, keepdims=True)
-    truth = high[["label_id"]].merge(oracle, on="label_id")[list(VOTE_COLUMNS)].to_numpy()
-    prior = np.broadcast_to(target.mean(axis=0), target.shape)
-    entropy = -(np.where(target > 0, target * np.log(np.where(target > 0, target, 1)), 0)).sum(axis=1)
-    mix = high.expert_consensus.value_counts(normalize=True)
-    return {"rows_10plus": int(len(high)), "prior_kl": float(kl_per_row(target, prior).mean()),
-            "bayes_kl": float(kl_per_row(target, truth).mean()), "target_entropy": float(entropy.mean()),
-            "mean_target": dict(zip(CLASSES, target.mean(axis=0).round(3).tolist())),
-            "consensus_mix": {k: round(float(mix.get(k, 0.0)), 3) for k in CONSENSUS_NAMES},
-            "unanimous": float((target.max(axis=1) == 1).mean())}
-
-
-def _votes(rng, p, experts: bool):
-    n = int(np.clip(rng.normal(15, 2.5), 10, 28)) if experts else int(rng.integers(1, 8))
-    votes = rng.multinomial(n, p)
-    return votes
+def _is_synthetic_set(folder: Path) -> bool:
+    try:
+        return "generator" in json.loads((folder / "stats.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def make_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, workers: int = 2,
-                   progress: bool = True, test_fraction: float = 0.1) -> Path:
-    """Write a complete data set folder (train + test parts, oracle.csv, solution.csv, stats.json)."""
+                   progress: bool = True) -> Path:
+    """Write the complete data set folder (train + test parts, oracle.csv, solution.csv, stats.json).
+
+    Built in a temp folder beside out_dir and renamed at the end, so an interrupted build never
+    leaves a half-written set; an existing synthetic set there is replaced, any other folder is not."""
+    if not isinstance(patients, (int, np.integer)) or patients < 1:
+        raise ValueError(f"patients must be a positive integer, got {patients!r}")
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ("train_eegs", "train_spectrograms", "test_eegs", "test_spectrograms"):
-        (tmp / sub).mkdir(parents=True)
-    rng = np.random.default_rng(seed % 2**32)
-    n_test_patients = max(1, int(round(patients * test_fraction)))
-    patient_ids = _unique_ids(rng, patients + n_test_patients, 1000, 65000)
-    jobs, train_rows, test_rows, oracle_rows, solution_rows = [], [], [], [], []
-    all_eeg_ids = _unique_ids(rng, 8 * (patients + n_test_patients), 10**6, 4_294_967_295)
-    all_spec_ids = _unique_ids(rng, 8 * (patients + n_test_patients), 10**5, 2_147_483_647)
-    label_ids = iter(_unique_ids(rng, 40 * (patients + n_test_patients), 10**6, 4_294_967_295))
-    eeg_ids, spec_ids = iter(all_eeg_ids), iter(all_spec_ids)
-    for p_index, patient in enumerate(patient_ids):
-        is_test = p_index >= patients
-        traits = {"amplitude": rng.uniform(12, 30), "alpha_hz": rng.uniform(8, 12), "sleepy": rng.random() < 0.3,
-                  "artefact_rate": rng.uniform(0.05, 0.6), "ekg_leak": rng.uniform(0, 0.04),
-                  "heart_hz": rng.uniform(0.9, 1.6)}
-        for _ in range(1 if is_test else int(rng.integers(2, 5))):
-            label = int(rng.choice(6, p=CLASS_MIX))
-            clarity = float(rng.beta(2.0, 1.2))
-            p = true_probabilities(label, clarity)
-            eeg_id, spec_id = next(eeg_ids), next(spec_ids)
-            if is_test:
-                seconds, spec_rows = 50, SPEC_WINDOW_SECONDS // 2
-                test_rows.append((spec_id, eeg_id, patient))
-                votes = _votes(rng, p, True)
-                solution_rows.append((eeg_id, *(votes / votes.sum())))
-                oracle_rows.append((None, eeg_id, *p))
-                split = "test"
-            else:
-                # 1-3 annotations (vote draws), each on 1-4 overlapping windows 2 s apart
-                offsets, annotations = [], []
-                cursor = 0
-                for a in range(int(rng.integers(1, 4))):
-                    experts = rng.random() < 0.3
-                    votes = _votes(rng, p, experts)
-                    for _ in range(int(rng.integers(1, 4))):
-                        annotations.append((cursor, votes))
-                        cursor += 2
-                    cursor += int(rng.integers(0, 4)) * 2
-                seconds = 50 + annotations[-1][0]
-                spec_rows = (annotations[-1][0] + SPEC_WINDOW_SECONDS) // 2
-                consensus = None
-                for sub, (offset, votes) in enumerate(annotations):
-                    label_id = next(label_ids)
-                    consensus = CONSENSUS_NAMES[int(np.argmax(votes))]
-                    train_rows.append((eeg_id, sub, float(offset), spec_id, sub, float(offset), label_id, patient,
-                                       consensus, *votes.tolist()))
-                    oracle_rows.append((label_id, eeg_id, *p))
-                split = "train"
-            jobs.append({"seed": [seed % 2**32, len(jobs)], "label": label, "clarity": clarity, "seconds": seconds,
-                         "spec_rows": spec_rows, "traits": traits,
-                         "eeg_path": tmp / f"{split}_eegs/{eeg_id}.parquet",
-                         "spec_path": tmp / f"{split}_spectrograms/{spec_id}.parquet"})
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(tqdm(pool.map(_make_record, jobs, chunksize=4), total=len(jobs), desc="synthetic EEGs",
-                  disable=not progress))
-    train = pd.DataFrame(train_rows, columns=list(TRAIN_COLUMNS))
-    train.to_csv(tmp / "train.csv", index=False)
-    test = pd.DataFrame(test_rows, columns=["spectrogram_id", "eeg_id", "patient_id"])
-    test.to_csv(tmp / "test.csv", index=False)
-    sub = pd.DataFrame({"eeg_id": test.eeg_id, **{c: 1 / 6 for c in VOTE_COLUMNS}})
-    sub.to_csv(tmp / "sample_submission.csv", index=False)
-    pd.DataFrame(solution_rows, columns=["eeg_id", *VOTE_COLUMNS]).to_csv(tmp / "solution.csv", index=False)
-    oracle = pd.DataFrame(oracle_rows, columns=["label_id", "eeg_id", *VOTE_COLUMNS])
-    oracle["label_id"] = oracle["label_id"].astype("Int64")
-    oracle.to_csv(tmp / "oracle.csv", index=False)
-    stats = label_stats(train, oracle.dropna(subset=["label_id"]).astype({"label_id": "int64"}))
-    stats |= {"patients": patients, "test_patients": n_test_patients, "train_eegs": int(train.eeg_id.nunique()),
-              "train_rows": int(len(train)), "seed": seed}
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not _is_synthetic_set(out_dir):
+        raise FileExistsError(f"{out_dir}: exists and is not a synthetic data set; choose another --out")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    plan = plan_dataset(int(patients), int(seed))
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.building-"))
+    try:
+        for sub in ("train_eegs", "train_spectrograms", "test_eegs", "test_spectrograms"):
+            (tmp / sub).mkdir()
+        jobs = plan["jobs"]
+        bar = tqdm(total=len(jobs), desc="synthetic recordings", disable=not progress)
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(build_recording, jobs, [tmp] * len(jobs), chunksize=8):
+                    bar.update()
+        else:
+            for job in jobs:
+                build_recording(job, tmp)
+                bar.update()
+        bar.close()
+        _write_tables(plan, tmp, int(patients), int(seed))
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
-def ensure_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0) -> Path:
-    """The trainer's generate-on-first-use: build the set unless a complete one is there."""
+def ensure_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, workers: int = 2) -> Path:
+    """The trainer's generate-on-first-use: a no-op when a complete set of this generator version,
+    size and seed is there; otherwise (re)builds it."""
     out_dir = Path(out_dir)
-    if not (out_dir / "stats.json").exists():
-        print(f"building the embedded synthetic data set in {out_dir} (first use)", flush=True)
-        make_synthetic(out_dir, patients=patients, seed=seed)
+    wanted = {"version": GENERATOR_VERSION, "patients": patients, "seed": seed}
+    try:
+        found = json.loads((out_dir / "stats.json").read_text()).get("generator")
+    except (OSError, ValueError):
+        found = None
+    if found != wanted:
+        why = "first use" if found is None else f"found {found}, want {wanted}"
+        print(f"building the embedded synthetic data set in {out_dir} ({why})", flush=True)
+        make_synthetic(out_dir, patients=patients, seed=seed, workers=workers)
     return out_dir

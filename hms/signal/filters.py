@@ -1,12 +1,16 @@
-"""Zero-phase filters on the device, in fp32: the FFT of the signal times the squared magnitude
-response of the digital Butterworth filter (what scipy's butter + sosfiltfilt applies), back with the
-inverse FFT. Batched, exact in phase, no recursion, so it runs as fast on a GPU as a matmul. Unlike
-filtfilt it treats the window as periodic, which only differs in the first and last few samples."""
-import math
+"""Zero-phase filters on the device, in fp32: the FFT of the signal times |H(f)|^2 of the digital
+Butterworth filter (what scipy's butter + sosfiltfilt applies: a filter run forward and back applies
+|H| twice), back with the inverse FFT. Batched, exact in phase, no recursion, so it runs as fast on a
+GPU as a matmul.
 
+The FFT treats the window as periodic; like filtfilt, the signal is first extended at both ends by
+its odd reflection, so the wrap-around lands in the extension and is cropped away."""
+import numpy as np
 import torch
+from scipy import signal as scipy_signal
 from torch import nn
 
+ORDER = 4
 PRESETS = {
     "none": {},
     "lowpass50": {"low": None, "high": 50.0},                    # 15th place
@@ -16,38 +20,62 @@ PRESETS = {
 }
 
 
-def butterworth_gain(freqs: torch.Tensor, low=None, high=None, notch=None, order: int = 4,
-                     notch_width: float = 2.0, rate: float = 200.0) -> torch.Tensor:
-    """|H(f)|^2 of digital Butterworth high-pass x low-pass x band-stop: a filter run forward and back
-    (zero phase) applies |H| twice. Frequencies are pre-warped like the bilinear
-    transform (tan(pi f / rate)), so the response equals scipy.signal.butter's."""
-    warp = lambda hz: math.tan(math.pi * hz / rate)  # noqa: E731
-    gain = torch.ones_like(freqs)
-    f = torch.tan(math.pi * freqs.clamp(min=1e-6, max=rate / 2 - 1e-3) / rate)
-    low, high = (warp(low) if low else None), (warp(high) if high else None)
-    if notch is not None:
-        notch, notch_width = warp(notch), warp(notch + notch_width / 2) - warp(notch - notch_width / 2)
-    if high is not None:
-        gain = gain / (1 + (f / high) ** (2 * order))
-    if low is not None:
-        gain = gain / (1 + (low / f) ** (2 * order))
-    if notch is not None:  # band-stop as a Butterworth in the band-stop frequency transform
-        x = f * notch_width / (f ** 2 - notch ** 2).abs().clamp(min=1e-6)
-        gain = gain / (1 + x ** (2 * order))
+def butterworth_sections(low=None, high=None, notch=None, notch_width: float = 2.0, rate: float = 200.0) -> np.ndarray:
+    """Second-order sections of scipy.signal.butter (order 4) for a band/low/high-pass and an optional
+    band-stop of `notch_width` Hz, cascaded."""
+    sections = []
+    if low and high:
+        sections.append(scipy_signal.butter(ORDER, [low, high], btype="bandpass", fs=rate, output="sos"))
+    elif low or high:
+        sections.append(scipy_signal.butter(ORDER, low or high, btype="highpass" if low else "lowpass", fs=rate,
+                                            output="sos"))
+    if notch:
+        band = [notch - notch_width / 2, notch + notch_width / 2]
+        sections.append(scipy_signal.butter(ORDER, band, btype="bandstop", fs=rate, output="sos"))
+    return np.concatenate(sections) if sections else np.zeros((0, 6))
+
+
+def power_response(sos: np.ndarray, freqs: np.ndarray, rate: float) -> np.ndarray:
+    """|H(f)|^2 of cascaded second-order sections at `freqs` (Hz), in float64."""
+    z_inv = np.exp(-2j * np.pi * np.asarray(freqs, dtype=np.float64) / rate)
+    gain = np.ones(len(z_inv))
+    for b0, b1, b2, a0, a1, a2 in sos:
+        gain *= np.abs((b0 + b1 * z_inv + b2 * z_inv ** 2) / (a0 + a1 * z_inv + a2 * z_inv ** 2)) ** 2
     return gain
 
 
+def odd_extend(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """x extended by `pad` samples at both ends, point-reflected about its first and last sample."""
+    pad = min(pad, x.shape[-1] - 1)
+    left = 2 * x[..., :1] - x[..., 1:pad + 1].flip(-1)
+    right = 2 * x[..., -1:] - x[..., -pad - 1:-1].flip(-1)
+    return torch.cat([left, x, right], dim=-1)
+
+
 class SpectralFilter(nn.Module):
-    def __init__(self, preset: str = "none", rate: float = 200.0):
+    """`pad_seconds` of odd extension at each end keep the periodic FFT's wrap-around out of the window."""
+
+    def __init__(self, preset: str = "none", rate: float = 200.0, pad_seconds: float = 2.0):
         super().__init__()
         if preset not in PRESETS:
             raise ValueError(f"filter {preset!r} is not one of {sorted(PRESETS)}")
-        self.preset, self.rate, self.settings = preset, rate, PRESETS[preset]
+        self.preset, self.rate, self.pad = preset, rate, int(pad_seconds * rate)
+        self.sections = butterworth_sections(rate=rate, **PRESETS[preset])
+        self._gains = {}  # (length, device) -> |H|^2, computed once per window length
+
+    def gain(self, n: int, device) -> torch.Tensor:
+        key = (n, str(device))
+        if key not in self._gains:
+            gain = power_response(self.sections, np.fft.rfftfreq(n, d=1 / self.rate), self.rate)
+            self._gains[key] = torch.tensor(gain, dtype=torch.float32, device=device)
+        return self._gains[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.settings:
+        if len(self.sections) == 0:
             return x
         n = x.shape[-1]
-        freqs = torch.fft.rfftfreq(n, d=1 / self.rate, device=x.device)
-        gain = butterworth_gain(freqs, rate=self.rate, **self.settings)
-        return torch.fft.irfft(torch.fft.rfft(x.float()) * gain, n=n)
+        extended = odd_extend(x.float(), self.pad)
+        pad = (extended.shape[-1] - n) // 2
+        filtered = torch.fft.irfft(torch.fft.rfft(extended) * self.gain(extended.shape[-1], x.device),
+                                   n=extended.shape[-1])
+        return filtered[..., pad:pad + n]

@@ -104,7 +104,8 @@ def score(oof: pd.DataFrame, prior: np.ndarray, oracle: pd.DataFrame | None, min
     """Val KL of the model, of the training prior and of the oracle, on min_votes+ rows and on all."""
     out = {}
     for suffix, part in (("", oof[oof.n_votes >= min_votes]), ("_all", oof)):
-        if len(part) == 0:
+        if len(part) == 0:  # e.g. a tiny set whose fold has no 10+ vote row: the keys stay, as null
+            out |= {f"{key}{suffix}": None for key in ("val_kl", "prior_kl", "bayes_kl")} | {f"n_val{suffix}": 0}
             continue
         target = part[list(VOTE_COLUMNS)].to_numpy()
         out[f"val_kl{suffix}"] = float(kl_per_row(target, part[list(PRED_COLUMNS)].to_numpy()).mean())
@@ -113,7 +114,7 @@ def score(oof: pd.DataFrame, prior: np.ndarray, oracle: pd.DataFrame | None, min
             truth = part[["label_id"]].merge(oracle, on="label_id", how="left")[list(VOTE_COLUMNS)]
             out[f"bayes_kl{suffix}"] = float(kl_per_row(target, truth.to_numpy()).mean())
         out[f"n_val{suffix}"] = int(len(part))
-    if {"val_kl", "prior_kl", "bayes_kl"} <= out.keys() and out["prior_kl"] > out["bayes_kl"]:
+    if None not in (out.get("val_kl"), out.get("prior_kl"), out.get("bayes_kl")) and out["prior_kl"] > out["bayes_kl"]:
         out["gap_closed"] = (out["prior_kl"] - out["val_kl"]) / (out["prior_kl"] - out["bayes_kl"])
     return out
 
@@ -265,7 +266,7 @@ def train(cfg, run_dir: Path) -> dict:
         logger.log_metrics(record, step)
         if d.main:
             summary = " ".join(f"{k} {v:.4f}" for k, v in record.items()
-                               if k in ("train_loss", "val_kl", "val_kl_all", "prior_kl", "bayes_kl"))
+                               if k in ("train_loss", "val_kl", "val_kl_all", "prior_kl", "bayes_kl") and v is not None)
             print(f"epoch {epoch + 1}/{tr.epochs} step {step} {summary} "
                   f"({seconds:.0f}s, {seen / max(seconds, 1e-9):.1f} samples/s)", flush=True)
             checkpoint.save_atomic({
