@@ -53,7 +53,7 @@ for m in "${models[@]}"; do
 done
 
 echo "== blend"
-"$PY" scripts/blend_weights.py "$out"/train/* --out "$out/blend.json"
+"$PY" scripts/blend_weights.py "$out"/train/*/ --out "$out/blend.json"  # one folder per model (not multirun.yaml)
 
 root=${data_root:-}
 if [ -z "$root" ]; then root=$([ "$quick" = 1 ] && echo "${QUICK_ROOT:-datamount/synthetic_quick}" || echo datamount/synthetic); fi
