@@ -64,7 +64,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "published_hgnet", "published_effnet"])
+    parser.add_argument("--sizes", nargs="*", default=["tiny", "published_hgnet", "published_effnet"],
+                        help="extractor sizes to time forward+backward (none: only the front-end)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

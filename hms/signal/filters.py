@@ -76,6 +76,6 @@ class SpectralFilter(nn.Module):
         n = x.shape[-1]
         extended = odd_extend(x.float(), self.pad)
         pad = (extended.shape[-1] - n) // 2
-        filtered = torch.fft.irfft(torch.fft.rfft(extended) * self.gain(extended.shape[-1], x.device),
-                                   n=extended.shape[-1])
+        spectrum = torch.fft.rfft(extended).mul_(self.gain(extended.shape[-1], x.device))  # in place: a big tensor
+        filtered = torch.fft.irfft(spectrum, n=extended.shape[-1])
         return filtered[..., pad:pad + n]
