@@ -1,7 +1,7 @@
 """Inference speed: windows per second per checkpoint, with and without flip TTA (4 views).
 
     python scripts/bench_predict.py [--sizes tiny published_hgnet] [--batch-size 8] [--windows 16]
-        [--threads 2] [--device cpu]
+        [--threads 2] [--device cpu] [--tta both|no|yes]
 
 For each fusion size a checkpoint is written in the training loop's format (random weights, the shape
 is what costs) to a temp dir, loaded back with hms.ensemble.predict.load_model and run over `windows`
@@ -46,6 +46,8 @@ def main():
     parser.add_argument("--windows", type=int, default=16, help="timed windows per run (after a warm-up batch)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--tta", choices=["both", "no", "yes"], default="both",
+                        help="time without and/or with the flip TTA (4 forwards per window)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = windows(args.windows)
@@ -55,7 +57,7 @@ def main():
         for size in args.sizes:
             _, _, model = load_model(save_checkpoint(size, Path(tmp) / f"{size}.pt"), args.device)
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            for tta in (False, True):
+            for tta in {"both": (False, True), "no": (False,), "yes": (True,)}[args.tta]:
                 predict_dataset(model, data[:args.batch_size], args.batch_size, tta, args.device, progress=False)
                 start = time.perf_counter()
                 predict_dataset(model, data, args.batch_size, tta, args.device, progress=False)
