@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from pathlib import Path
 from scipy import signal as scipy_signal
 
-from hms.models.stft import STFT_PRESETS, band_limited_stft
+from hms.models.stft import STFT_PRESETS, BandLimitedSTFT
 from hms.signal.filters import SpectralFilter
 from hms.signal.montage import NodeDifferences
 
@@ -35,7 +35,7 @@ N_BINS = int(FMAX * N_FFT / RATE) + 1
 def device_frontend(eeg: torch.Tensor, montage: NodeDifferences, band: SpectralFilter, stft) -> torch.Tensor:
     diffs = band(montage(eeg))
     b, d, t = diffs.shape
-    return (stft(diffs.reshape(b * d, t)) ** 2).reshape(b, d, N_BINS, -1)
+    return stft(diffs.reshape(b * d, t)).reshape(b, d, N_BINS, -1)
 
 
 def cpu_recipe(eeg: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def main():
     # smooth-ish EEG-like signals (integrated noise) so power spans realistic ranges
     eeg = np.cumsum(rng.standard_normal((args.batch, 20, 10000)), axis=-1).astype(np.float32) * 2
     with torch.no_grad():
-        modules = NodeDifferences("banana16"), SpectralFilter("bandpass0.5-20"), band_limited_stft(
+        modules = NodeDifferences("banana16"), SpectralFilter("bandpass0.5-20"), BandLimitedSTFT(
             N_FFT, WIN, HOP, N_BINS, trainable=False, rate=RATE)
         t_dev, dev = timed(lambda: device_frontend(torch.from_numpy(eeg), *modules), repeat=5)
     t_cpu, ref = timed(lambda: cpu_recipe(eeg), repeat=1)

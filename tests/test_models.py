@@ -11,7 +11,7 @@ from hms.data.layout import EEG_COLUMNS, FLIP_FB, FLIP_LR, SPEC_POWER_COLUMNS
 from hms.models.backbone import BackboneError, create_backbone
 from hms.models.fusion import Fusion
 from hms.models.spec_attn import PAIRS, AttentionPool, SpecAttnExtractor, edge_dropout, instances
-from hms.models.stft import STFTExtractor, restack
+from hms.models.stft import STFT_PRESETS, STFTExtractor, restack
 from hms.models.wavenet import WaveNetExtractor, stack_image
 from hms.signal.filters import SpectralFilter
 from hms.signal.montage import MONTAGES, NodeDifferences, flip_on_differences
@@ -75,14 +75,16 @@ def test_filters_match_scipy_and_their_passbands():
         assert np.abs(ours[middle] - ref[middle]).max() < 2e-3 * np.abs(ref).max(), preset
 
 
-def test_nnaudio_stft_equals_torch_stft():
-    m = STFTExtractor(hop_length=23, fmax=40, montage="banana16")
-    x = torch.randn(3, 2000)
-    ours = m.stft(x)
-    ref = torch.stft(x, n_fft=110, win_length=64, hop_length=23, window=torch.hann_window(64),
-                     center=False, return_complex=True).abs()[:, :m.n_bins]  # only bins up to fmax exist
-    assert m.n_bins == 23 and m.stft.wsin.shape[0] == 23
-    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+def test_band_limited_stft_equals_torch_stft():
+    for preset, fmax in (("fine", 40), ("coarse", 20)):
+        n_fft, win, hop = STFT_PRESETS[preset]
+        m = STFTExtractor(n_fft=n_fft, win_length=win, hop_length=hop, fmax=fmax, montage="banana16")
+        x = torch.randn(3, 2000)
+        ours = m.stft(x)
+        ref = torch.stft(x, n_fft=n_fft, win_length=win, hop_length=hop, window=torch.hann_window(win),
+                         center=False, return_complex=True).abs()[:, :m.n_bins] ** 2  # only bins up to fmax
+        assert m.n_bins == int(fmax * n_fft / 200) + 1 and m.stft.wsin.shape == (m.n_bins, 1, win)
+        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * ref.max().item())
 
 
 def test_restack_and_wavenet_stacking_are_exact_rearrangements():

@@ -5,6 +5,7 @@ image, restacked into columns -> a timm backbone -> 6 logits.
     -> stacked vertically [B, 1, D*F, T'] -> restacked into k columns [B, 1, D*F/k, k*T'] -> backbone
 """
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from nnAudio.features import STFT
 from torch import nn
@@ -16,21 +17,31 @@ from hms.signal.frontend import SignalFrontEnd
 STFT_PRESETS = {"fine": (110, 64, 23), "coarse": (190, 96, 24)}
 
 
-def band_limited_stft(n_fft: int, win_length: int, hop_length: int, n_bins: int, trainable: bool,
-                      rate: int = 200) -> STFT:
-    """nnAudio's STFT (a conv1d with Fourier kernels) keeping only the kernels of FFT bins 0..n_bins-1:
-    bins above fmax are never computed, 2-5x less work for EEG's 0-20/40 Hz."""
-    stft = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, freq_scale="no", center=False,
-                sr=rate, trainable=trainable, output_format="Magnitude", verbose=False)
-    for name in ("wsin", "wcos"):
-        kernel = getattr(stft, name)[:n_bins].detach().clone()
-        delattr(stft, name)
-        if trainable:
-            setattr(stft, name, nn.Parameter(kernel))
-        else:
-            stft.register_buffer(name, kernel)
-    stft.freq_bins = n_bins
-    return stft
+class BandLimitedSTFT(nn.Module):
+    """|STFT|^2 [N, n_bins, frames] of signals [N, T] as a strided conv1d with nnAudio's Fourier kernels
+    (trainable if asked), keeping only what the image uses: FFT bins 0..n_bins-1 (EEG needs 0-20/40 Hz
+    of 100) and the win_length samples of each kernel where the window is non-zero (nnAudio pads the
+    window to n_fft). Same frames as torch.stft(center=False), 3-8x less work than the full conv."""
+
+    def __init__(self, n_fft: int, win_length: int, hop_length: int, n_bins: int, trainable: bool = False,
+                 rate: int = 200):
+        super().__init__()
+        full = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, freq_scale="no", center=False,
+                    sr=rate, trainable=False, output_format="Complex", verbose=False)
+        self.n_fft, self.hop, self.start = n_fft, hop_length, (n_fft - win_length) // 2
+        for name in ("wsin", "wcos"):
+            kernel = getattr(full, name)[:n_bins, :, self.start:self.start + win_length].detach().clone()
+            if trainable:
+                setattr(self, name, nn.Parameter(kernel))
+            else:
+                self.register_buffer(name, kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = (x.shape[-1] - self.n_fft) // self.hop + 1
+        x = x[:, None, self.start:self.start + (frames - 1) * self.hop + self.wcos.shape[-1]]
+        real = F.conv1d(x, self.wcos, stride=self.hop)
+        imag = F.conv1d(x, self.wsin, stride=self.hop)
+        return real ** 2 + imag ** 2
 
 
 def restack(image: torch.Tensor, columns: int) -> torch.Tensor:
@@ -57,7 +68,7 @@ class STFTExtractor(nn.Module):
         if rows % columns:
             raise ValueError(f"{n_diffs} differences x {self.n_bins} bins = {rows} rows do not split "
                              f"into {columns} columns")
-        self.stft = band_limited_stft(n_fft, win_length, hop_length, self.n_bins, trainable, rate)
+        self.stft = BandLimitedSTFT(n_fft, win_length, hop_length, self.n_bins, trainable, rate)
         self.clamp, self.center, self.columns = tuple(clamp), center, columns
         self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride)
         self.num_features = self.backbone.num_features
@@ -68,8 +79,7 @@ class STFTExtractor(nn.Module):
         with torch.autocast(eeg.device.type, enabled=False):
             diffs = self.frontend(eeg)[:, self.stack_order]  # [B, D, T]
             b, d, t = diffs.shape
-            magnitude = self.stft(diffs.reshape(b * d, t))  # [B*D, F, T']
-            power = torch.log1p(magnitude.float() ** 2).clamp(*self.clamp)
+            power = torch.log1p(self.stft(diffs.reshape(b * d, t).float())).clamp(*self.clamp)  # [B*D, F, T']
             power = (power - self.center) / self.center
             image = rearrange(power, "(b d) f t -> b 1 (d f) t", b=b)
             return restack(image, self.columns)
