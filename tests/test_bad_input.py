@@ -109,7 +109,7 @@ def test_nan_rows_kept_and_counted(real_hms, tmp_path, caplog):
     frame = eeg_frame(real_hms)
     frame.iloc[100:300, :] = np.nan
     frame.to_parquet(path, index=False)
-    with caplog.at_level(logging.INFO, logger="hms.data"):
+    with caplog.at_level(logging.DEBUG, logger="hms.data"):
         eeg = read_eeg(path)
     assert np.isnan(eeg[100:300]).all() and not np.isnan(eeg[:100]).any() and not np.isnan(eeg[300:]).any()
     assert f"{path}: 200 of 10000 rows hold NaN" in caplog.text

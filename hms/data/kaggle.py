@@ -219,7 +219,8 @@ def _report_nan(path, values: np.ndarray, names) -> None:
     nan = np.isnan(values)
     if not nan.any():
         return
-    log.info("%s: %d of %d rows hold NaN (kept as NaN)", path, nan.any(axis=1).sum(), len(values))
+    # debug: a cache build reads thousands of files and logs their total once
+    log.debug("%s: %d of %d rows hold NaN (kept as NaN)", path, nan.any(axis=1).sum(), len(values))
     empty = [n for n, all_nan in zip(names, nan.all(axis=0)) if all_nan]
     if empty:
         log.warning("%s: all-NaN channels %s (repaired to 0 by the Dataset)", path, empty)
