@@ -7,7 +7,7 @@
 #                  [--out DIR] [-- extra hydra overrides]
 #
 # --quick runs the whole chain on the embedded synthetic set in minutes on a CPU: two tiny models
-# (spec_attn and stft, tiny), two folds, two epochs.
+# (spec_attn and stft, tiny), two folds, four epochs, on a 150-patient set (QUICK_* variables change it).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-.venv/bin/python}
@@ -35,7 +35,7 @@ if [ "$quick" = 1 ]; then
   # Two cheap models on two folds: enough to exercise multirun, blending, prediction and scoring.
   models=("model=spec_attn" "model=stft")
   folds=${QUICK_FOLDS:-0,1}
-  common+=("trainer.epochs=${QUICK_EPOCHS:-2}" "data.patients=${QUICK_PATIENTS:-40}"
+  common+=("trainer.epochs=${QUICK_EPOCHS:-4}" "data.patients=${QUICK_PATIENTS:-150}"
            "data.root=${QUICK_ROOT:-datamount/synthetic_quick}")
 else
   models=()
