@@ -73,3 +73,12 @@ def test_train_highvote_rows(real_hms):
     votes = rows[list(layout.VOTE_COLUMNS)].sum(axis=1)
     assert (votes.median(), votes.min(), votes.max()) == (15, 10, 28)
     assert (rows["expert_consensus"] == "Other").mean() == pytest.approx(0.51, abs=0.01)
+
+
+def test_test_csv_repeated_rows_pass_and_conflicting_ones_are_refused(tmp_path):
+    rows = "spectrogram_id,eeg_id,patient_id\n853520,3911565283,6885\n853520,3911565283,6885\n"
+    (tmp_path / "repeated.csv").write_text(rows)
+    assert len(read_test_csv(tmp_path / "repeated.csv")) == 2  # MLE-bench graders repeat rows
+    (tmp_path / "conflict.csv").write_text(rows + "9,3911565283,6885\n")
+    with pytest.raises(DataError, match="conflict.csv.*3911565283.*another spectrogram_id"):
+        read_test_csv(tmp_path / "conflict.csv")

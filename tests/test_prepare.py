@@ -107,3 +107,25 @@ def test_test_dataset_reads_the_real_public_test_pair(real_hms):
     assert item["eeg_id"].item() == 3911565283
     np.testing.assert_array_equal(item["eeg"].numpy(), eeg.T)
     assert item["spec"].shape == (300, 400) and len(EEG_COLUMNS) == item["eeg"].shape[0]
+
+
+def test_folder_lock_makes_a_second_builder_wait(tmp_path):
+    import threading
+    import time
+
+    from hms.data.prepare import folder_lock
+    held, waited = threading.Event(), []
+
+    def first():
+        with folder_lock(tmp_path / "set"):
+            held.set()
+            time.sleep(0.4)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait()
+    start = time.perf_counter()
+    with folder_lock(tmp_path / "set"):
+        waited.append(time.perf_counter() - start)
+    thread.join()
+    assert waited[0] > 0.3

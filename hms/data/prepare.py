@@ -6,7 +6,9 @@ training window is a slice. Peak memory is one file at a time, whatever the size
 It is skipped when a manifest of the inputs and parameters says the caches are up to date.
 """
 import hashlib
+import fcntl
 import json
+from contextlib import contextmanager
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -125,6 +127,19 @@ def _manifest(root: Path, files: list[Path], params: dict) -> str:
         stat = f.stat() if f.exists() else None
         h.update(f"{f.name}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}".encode())
     return h.hexdigest()
+
+
+@contextmanager
+def folder_lock(folder):
+    """Hold an exclusive lock next to `folder` (parallel sweep jobs build one data set and cache once)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def prepare_data(root, cache_dir=None, n_folds: int = 5, seed: int = 42, workers: int = 2,

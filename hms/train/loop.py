@@ -38,28 +38,25 @@ def seed32(seed: int) -> int:
     return int(seed) % 2**32
 
 
-def data_root(cfg_data, d: distributed.Dist) -> Path:
-    """The data set folder; the embedded synthetic set is built on first use (by rank 0 only)."""
-    root = Path(cfg_data.root)
-    if not (root / "train.csv").exists():
-        if not cfg_data.generate:
-            raise FileNotFoundError(f"{root}/train.csv not found: point data.root at a folder in the "
-                                    "Kaggle layout (HMS_FACTS section 1) or use data=synthetic")
-        if d.main:
-            from hms.data.synthetic import ensure_synthetic
-            kwargs = {} if cfg_data.patients is None else {"patients": cfg_data.patients}
-            ensure_synthetic(root, seed=cfg_data.generate_seed, **kwargs)
-        distributed.barrier(d)
-    return root
-
-
 def load_data(cfg, d: distributed.Dist):
-    from hms.data.prepare import load_prepared, prepare_data
-    root = data_root(cfg.data, d)
+    """The data set folder and its prepared caches. Rank 0 builds the embedded synthetic set on first
+    use and the caches when stale, under a file lock: parallel sweep jobs share one build."""
+    from hms.data.prepare import folder_lock, load_prepared, prepare_data
+    root = Path(cfg.data.root)
+    if not (root / "train.csv").exists() and not cfg.data.generate:
+        raise FileNotFoundError(f"{root}/train.csv not found: point data.root at a folder in the "
+                                "Kaggle layout (HMS_FACTS section 1) or use data=synthetic")
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else root / "cache"
     if d.main:
-        prepare_data(root, cache_dir, n_folds=cfg.data.n_folds, seed=cfg.data.fold_seed,
-                     workers=cfg.data.num_workers)
+        with folder_lock(root):
+            # first use, or an explicit data.patients for a synthetic set built at another size
+            asked = cfg.data.patients is not None and (root / "stats.json").exists()
+            if cfg.data.generate and (not (root / "train.csv").exists() or asked):
+                from hms.data.synthetic import ensure_synthetic
+                kwargs = {} if cfg.data.patients is None else {"patients": cfg.data.patients}
+                ensure_synthetic(root, seed=cfg.data.generate_seed, **kwargs)
+            prepare_data(root, cache_dir, n_folds=cfg.data.n_folds, seed=cfg.data.fold_seed,
+                         workers=cfg.data.num_workers)
     distributed.barrier(d)
     return root, load_prepared(cache_dir)
 
