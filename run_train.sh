@@ -6,60 +6,129 @@
 #                  [--experiments "hms15_hgnet hms15_effnet"] [--folds 0,1,2,3,4] [--full-fit]
 #                  [--out DIR] [-- extra hydra overrides]
 #
+# --launcher (or LAUNCHER=): basic runs the jobs one after the other, local_parallel through joblib
+#   (conf/hydra/launcher/local_parallel.yaml, 2 at a time), slurm through submitit (set the partition
+#   with -- hydra.launcher.partition=...; the script waits for the jobs, then blends and predicts here).
+# --data-root DIR trains on the competition layout (data=kaggle) in DIR and predicts DIR/test.csv;
+#   without it the embedded synthetic set (datamount/synthetic) is used.
+# --full-fit also trains each model on every row (fold=-1, under OUT/full/<name>); its checkpoint joins
+#   the fold checkpoints of that name at prediction time.
+# Each model's runs go to OUT/train/<name>/fold<k> with name = the experiment (or the quick model), so
+# two experiments sharing a model choice do not overwrite each other.
+# Paths (--out, --data-root, QUICK_ROOT, PYTHON) are relative to the directory you launch from.
+#
 # --quick runs the whole chain on the embedded synthetic set in minutes on a CPU: two tiny models
-# (spec_attn and stft, tiny), two folds, four epochs, on a 150-patient set (QUICK_* variables change it).
+# (spec_attn and stft, tiny), two folds, four epochs, on a 150-patient set. Environment variables
+# change it: QUICK_FOLDS (0,1; --folds wins), QUICK_EPOCHS (4), QUICK_PATIENTS (150),
+# QUICK_MAX_STEPS (none; optimizer steps per run), QUICK_BATCH (the trainer's), QUICK_WORKERS
+# (data loader workers, the data config's) and QUICK_ROOT (datamount/synthetic_quick; the set is
+# generated there on first use, so give a new folder when you change QUICK_PATIENTS).
 set -euo pipefail
-cd "$(dirname "$0")"
-PY=${PYTHON:-.venv/bin/python}
 
-quick=0; launcher=${LAUNCHER:-basic}; data_root=""; experiments=""; folds="0,1,2,3,4"; full_fit=0
-out="runs/pipeline_$(date +%Y%m%d_%H%M%S)"; extra=()
+usage() { echo "run_train.sh: $1 (see the header of this file)" >&2; exit 2; }
+absolute() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
+# A value for a Hydra override, quoted so that commas, spaces or '=' in a path stay one string.
+quote() { local s=${1//\'/\\\'}; printf "'%s'" "$s"; }
+
+quick=0; launcher=${LAUNCHER:-basic}; data_root=""; experiments=""; folds=""; full_fit=0
+out=""; extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
-    --launcher) launcher=$2; shift ;;
-    --data-root) data_root=$2; shift ;;
-    --experiments) experiments=$2; shift ;;
-    --folds) folds=$2; shift ;;
     --full-fit) full_fit=1 ;;
-    --out) out=$2; shift ;;
+    --launcher|--data-root|--experiments|--folds|--out)
+      [ $# -ge 2 ] && [ -n "$2" ] || usage "$1 needs a value"
+      case "$1" in
+        --launcher) launcher=$2 ;;
+        --data-root) data_root=$(absolute "$2") ;;
+        --experiments) experiments=$2 ;;
+        --folds) folds=$2 ;;
+        --out) out=$(absolute "$2") ;;
+      esac
+      shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --) shift; extra=("$@"); break ;;
-    *) echo "run_train.sh: unknown option $1 (see the header of this file)" >&2; exit 2 ;;
+    *) usage "unknown option $1" ;;
   esac
   shift
 done
 
+here=$(cd "$(dirname "$0")" && pwd)
+PY=${PYTHON:-$here/.venv/bin/python}
+case $PY in */*) PY=$(absolute "$PY") ;; esac  # a bare command name (python3) stays on the PATH
+[ -n "${QUICK_ROOT:-}" ] && QUICK_ROOT=$(absolute "$QUICK_ROOT")
+cd "$here"
+
+case $launcher in
+  basic|joblib|submitit_local|submitit_slurm) ;;
+  *) [ -f "conf/hydra/launcher/$launcher.yaml" ] || usage "unknown launcher $launcher" ;;
+esac
+[ "$quick" = 1 ] && [ -n "$data_root" ] && usage "--quick trains on the synthetic set; use QUICK_ROOT, not --data-root"
+[ "$quick" = 1 ] && [ -n "$experiments" ] && usage "--quick trains its own two models; drop --experiments"
+[ -n "$data_root" ] && [ ! -d "$data_root" ] && usage "--data-root $data_root is not a folder"
+
 common=("hydra/launcher=$launcher")
-[ -n "$data_root" ] && common+=("data=kaggle" "data.root=$data_root")
+names=(); overrides=()  # one model per entry: its name, and its group override
 if [ "$quick" = 1 ]; then
   # Two cheap models on two folds: enough to exercise multirun, blending, prediction and scoring.
-  models=("model=spec_attn" "model=stft")
-  folds=${QUICK_FOLDS:-0,1}
-  common+=("trainer.epochs=${QUICK_EPOCHS:-4}" "data.patients=${QUICK_PATIENTS:-150}"
-           "data.root=${QUICK_ROOT:-datamount/synthetic_quick}")
+  for m in spec_attn stft; do names+=("$m"); overrides+=("model=$m"); done
+  folds=${folds:-${QUICK_FOLDS:-0,1}}
+  root=${QUICK_ROOT:-$here/datamount/synthetic_quick}
+  patients=${QUICK_PATIENTS:-150}
+  [[ $patients =~ ^[1-9][0-9]*$ ]] || usage "QUICK_PATIENTS must be a positive integer, not $patients"
+  if [ -f "$root/stats.json" ]; then  # the trainer reuses an existing set whatever its size: refuse a mismatch
+    found=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["generator"]["patients"])' \
+            "$root/stats.json" 2>/dev/null || echo unknown)
+    [ "$found" = "$patients" ] || usage "$root holds a $found-patient set, not $patients (QUICK_PATIENTS): give another QUICK_ROOT"
+  fi
+  common+=("data.root=$(quote "$root")" "data.patients=$patients"
+           "trainer.epochs=${QUICK_EPOCHS:-4}")
+  [ -n "${QUICK_MAX_STEPS:-}" ] && common+=("trainer.max_steps=$QUICK_MAX_STEPS")
+  [ -n "${QUICK_BATCH:-}" ] && common+=("trainer.batch_size=$QUICK_BATCH")
+  [ -n "${QUICK_WORKERS:-}" ] && common+=("data.num_workers=$QUICK_WORKERS")
 else
-  models=()
-  for e in ${experiments:-hms15_hgnet}; do models+=("experiment=$e"); done
+  for e in ${experiments:-hms15_hgnet}; do names+=("$e"); overrides+=("experiment=$e"); done
+  folds=${folds:-0,1,2,3,4}
+  if [ -n "$data_root" ]; then
+    root=$data_root; common+=("data=kaggle" "data.root=$(quote "$root")")
+  else
+    root=$here/datamount/synthetic
+  fi
 fi
+[[ $folds =~ ^[0-9]+(,[0-9]+)*$ ]] || usage "--folds takes fold numbers separated by commas, not $folds"
+out=${out:-$here/runs/pipeline_$(date +%Y%m%d_%H%M%S)}
+
+# Blending reads every fold folder of a model: refuse an output folder holding folds of another run.
+for n in "${names[@]}"; do
+  for d in "$out/train/$n"/fold*/; do
+    [ -d "$d" ] || continue
+    k=$(basename "$d"); k=${k#fold}
+    [[ ",$folds," == *",$k,"* ]] || usage "$out/train/$n holds fold$k, not in --folds $folds (use another --out)"
+  done
+done
 
 mkdir -p "$out"
-echo "== train: ${models[*]} x folds $folds -> $out/train"
-for m in "${models[@]}"; do
-  "$PY" train.py -m "$m" "fold=$folds" "${common[@]}" "${extra[@]}" \
-      "hydra.sweep.dir=$out/train" "hydra.sweep.subdir=\${name}/fold\${fold}"
+echo "== train: ${overrides[*]} x folds $folds -> $out/train"
+for i in "${!names[@]}"; do
+  n=${names[$i]}; m=${overrides[$i]}
+  "$PY" train.py -m "$m" "name=$n" "fold=$folds" "${common[@]}" ${extra[@]+"${extra[@]}"} \
+      "hydra.sweep.dir=$(quote "$out/train")" "hydra.sweep.subdir=$(quote "$n/fold\${fold}")"
   if [ "$full_fit" = 1 ]; then
-    "$PY" train.py "$m" fold=-1 "${common[@]}" "${extra[@]}" "hydra.run.dir=$out/full/\${name}"
+    "$PY" train.py "$m" "name=$n" fold=-1 "${common[@]}" ${extra[@]+"${extra[@]}"} \
+        "hydra.run.dir=$(quote "$out/full/$n")"
   fi
 done
 
 echo "== blend"
-"$PY" scripts/blend_weights.py "$out"/train/*/ --out "$out/blend.json"  # one folder per model (not multirun.yaml)
+blend_inputs=(); ckpts=()
+for n in "${names[@]}"; do
+  blend_inputs+=("$out/train/$n")  # a folder of fold run dirs: their oof.csv concatenated
+  for k in ${folds//,/ }; do ckpts+=("$out/train/$n/fold$k/checkpoint.pt"); done
+  [ "$full_fit" = 1 ] && ckpts+=("$out/full/$n/checkpoint.pt")
+done
+"$PY" scripts/blend_weights.py "${blend_inputs[@]}" --out "$out/blend.json"
 
-root=${data_root:-}
-if [ -z "$root" ]; then root=$([ "$quick" = 1 ] && echo "${QUICK_ROOT:-datamount/synthetic_quick}" || echo datamount/synthetic); fi
 echo "== predict $root/test.csv"
-ckpts=("$out"/train/*/fold*/checkpoint.pt)
-[ "$full_fit" = 1 ] && ckpts+=("$out"/full/*/checkpoint.pt)
 "$PY" scripts/predict.py --data-root "$root" --checkpoints "${ckpts[@]}" --blend "$out/blend.json" \
     --out "$out/submission.csv"
 
