@@ -1,64 +1,102 @@
-"""Benchmark the on-device front-end against the per-sample CPU recipe of the public notebooks, and
+"""Benchmark the on-device front-end against the per-sample CPU recipes of the public notebooks, and
 each extractor's forward+backward speed.
 
     python scripts/bench_frontend.py [--batch 32] [--threads 2] [--sizes tiny published_hgnet ...]
 
-Front-end: montage (banana16) -> band-pass 0.5-20 Hz -> STFT power 0-20 Hz (the stft extractor's
-"fine" preset), batched on [B, 20, 10000], versus per sample and per node difference: scipy butter +
-sosfiltfilt, then librosa.stft power with the same n_fft / window / hop. Prints windows per second of
-both, the ratio and the largest difference relative to the peak power.
+Two front-ends on [B, 20, 10000] raw electrodes, each beside its per-sample, per-node-difference CPU
+recipe (scipy butter + sosfiltfilt, then librosa), producing the same images:
+- mel: Chris Deotte's public EEG spectrogram (banana16, band-pass 0.5-20 Hz, mel 1024/128/39, 128 mels
+  0-20 Hz, power_to_db(ref=max), (dB + 40) / 40, the 4 pairs of each chain averaged: [4, 128, 256]).
+  The device runs hms.signal.spectra.MelSpectrogram; the CPU runs librosa.feature.melspectrogram.
+- stft: the stft extractor's "fine" preset (banana16, band-pass 0.5-20 Hz, |STFT|^2 110/64/23 to 20 Hz).
+Prints windows per second of both, the ratio and the largest difference relative to the peak of the
+power (frames more than 10 s from the window's ends). Both sides share this machine's CPU cores; on a
+GPU only the device side changes.
 """
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import librosa
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from pathlib import Path
 from scipy import signal as scipy_signal
 
-from hms.models.stft import STFT_PRESETS, BandLimitedSTFT
+from hms.models.stft import STFT_PRESETS
 from hms.signal.filters import SpectralFilter
 from hms.signal.montage import NodeDifferences
+from hms.signal.spectra import BandLimitedSTFT, MelSpectrogram, power_to_db
 
+RATE, FMAX = 200, 20.0
+MEL = {"n_fft": 1024, "win_length": 128, "hop_length": 39, "n_mels": 128, "fmin": 0.0, "fmax": FMAX}
+MEL_WIDTH = 256  # the recipe crops 257 frames to a multiple of 32
 N_FFT, WIN, HOP = STFT_PRESETS["fine"]
-FMAX, RATE = 20.0, 200
+STFT_BINS = int(FMAX * N_FFT / RATE) + 1
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
+PAIRS = NodeDifferences("banana16")  # LL, RL, LP, RP chains, 4 pairs each
 
 
-N_BINS = int(FMAX * N_FFT / RATE) + 1
-
-
-def device_frontend(eeg: torch.Tensor, montage: NodeDifferences, band: SpectralFilter, stft) -> torch.Tensor:
-    diffs = band(montage(eeg))
+def device_mel(eeg: torch.Tensor, band: SpectralFilter, mel: MelSpectrogram):
+    """(mel power [B, 16, 128, 257], the recipe's image [B, 4, 128, 256])."""
+    diffs = band(PAIRS(eeg))
     b, d, t = diffs.shape
-    return stft(diffs.reshape(b * d, t)).reshape(b, d, N_BINS, -1)
+    power = mel(diffs.reshape(b * d, t))
+    image = (power_to_db(power[..., :MEL_WIDTH]) + 40) / 40
+    return power.reshape(b, d, *power.shape[1:]), image.reshape(b, 4, d // 4, *image.shape[1:]).mean(2)
 
 
-def cpu_recipe(eeg: np.ndarray) -> np.ndarray:
-    sos = scipy_signal.butter(4, [0.5, 20], btype="bandpass", fs=200, output="sos")
-    pairs = NodeDifferences("banana16")
-    out = []
+def device_stft(eeg: torch.Tensor, band: SpectralFilter, stft: BandLimitedSTFT):
+    diffs = band(PAIRS(eeg))
+    b, d, t = diffs.shape
+    power = stft(diffs.reshape(b * d, t)).reshape(b, d, STFT_BINS, -1)
+    return power, power
+
+
+def cpu_pairs(sample: np.ndarray):
+    """The band-passed node differences of one window, one at a time, as the notebooks loop."""
+    sos = scipy_signal.butter(4, [0.5, 20], btype="bandpass", fs=RATE, output="sos")
+    for a, b in zip(PAIRS.a.tolist(), PAIRS.b.tolist()):
+        yield scipy_signal.sosfiltfilt(sos, sample[a] - sample[b]).astype(np.float32)
+
+
+def cpu_mel(eeg: np.ndarray):
+    powers, images = [], []
     for sample in eeg:
-        per_diff = []
-        for a, b in zip(pairs.a.tolist(), pairs.b.tolist()):
-            x = scipy_signal.sosfiltfilt(sos, sample[a] - sample[b])
-            s = librosa.stft(x.astype(np.float32), n_fft=N_FFT, hop_length=HOP, win_length=WIN, window="hann",
-                             center=False)
-            per_diff.append(np.abs(s[:N_BINS]) ** 2)
-        out.append(np.stack(per_diff))
-    return np.stack(out)
+        power = [librosa.feature.melspectrogram(y=x, sr=RATE, **MEL) for x in cpu_pairs(sample)]
+        image = [(librosa.power_to_db(p[:, :MEL_WIDTH], ref=np.max) + 40) / 40 for p in power]
+        powers.append(np.stack(power))
+        images.append(np.stack(image).reshape(4, 4, *image[0].shape).mean(1))
+    return np.stack(powers), np.stack(images)
+
+
+def cpu_stft(eeg: np.ndarray):
+    power = np.stack([np.stack([np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=HOP, win_length=WIN,
+                                                    center=False)[:STFT_BINS]) ** 2 for x in cpu_pairs(s)])
+                      for s in eeg])
+    return power, power
 
 
 def timed(fn, repeat=2):
-    fn()
+    fn()  # warm-up: librosa's and torch's first calls compile and allocate
     start = time.perf_counter()
     for _ in range(repeat):
         result = fn()
     return (time.perf_counter() - start) / repeat, result
+
+
+def compare(name, device_fn, cpu_fn, eeg, inner):
+    with torch.no_grad():
+        t_dev, dev = timed(lambda: device_fn(torch.from_numpy(eeg)), repeat=5)
+    t_cpu, ref = timed(lambda: cpu_fn(eeg), repeat=1)
+    dev, ref = dev[0].numpy()[..., inner], ref[0][..., inner]  # the power; the dB image is relative to a
+    # peak that may sit in the edge transients, so it is shifted wherever they differ
+    rel = np.abs(dev - ref).max() / np.abs(ref).max()
+    n = len(eeg)
+    print(f"  {name:5s} device batched {n / t_dev:7.1f}   per-sample CPU {n / t_cpu:6.1f} windows/s   "
+          f"ratio {t_cpu / t_dev:5.1f}x   largest difference {rel:.1e} of the peak")
 
 
 def main():
@@ -66,25 +104,18 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", nargs="*", default=["tiny", "published_hgnet", "published_effnet"],
-                        help="extractor sizes to time forward+backward (none: only the front-end)")
+                        help="extractor sizes to time forward+backward (none: only the front-ends)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     # smooth-ish EEG-like signals (integrated noise) so power spans realistic ranges
     eeg = np.cumsum(rng.standard_normal((args.batch, 20, 10000)), axis=-1).astype(np.float32) * 2
-    with torch.no_grad():
-        modules = NodeDifferences("banana16"), SpectralFilter("bandpass0.5-20"), BandLimitedSTFT(
-            N_FFT, WIN, HOP, N_BINS, trainable=False, rate=RATE)
-        t_dev, dev = timed(lambda: device_frontend(torch.from_numpy(eeg), *modules), repeat=5)
-    t_cpu, ref = timed(lambda: cpu_recipe(eeg), repeat=1)
-    # compare where the power matters (relative to each spectrogram's peak), away from the filter edges
-    dev = dev.numpy()
-    inner = slice(50, -50)  # 50 hops of 23 samples: frames more than 5.75 s from the window's ends
-    rel = np.abs(dev[..., inner] - ref[..., inner]).max() / np.abs(ref[..., inner]).max()
-    print(f"front-end (banana16, band-pass 0.5-20 Hz, STFT {N_FFT}/{WIN}/{HOP}) on {args.batch} windows:")
-    print(f"  device batched: {args.batch / t_dev:8.1f} windows/s")
-    print(f"  per-sample CPU: {args.batch / t_cpu:8.1f} windows/s (scipy sosfiltfilt + librosa.stft)")
-    print(f"  ratio {t_cpu / t_dev:.1f}x, largest difference {rel:.2e} of the peak power (frames > 5.75 s from the ends)")
+    band = SpectralFilter("bandpass0.5-20")
+    print(f"front-ends on {args.batch} windows (banana16, band-pass 0.5-20 Hz); power compared on frames more "
+          f"than 10 s from the window's ends (the FFT filter and filtfilt differ in their edge transients):")
+    mel, stft = MelSpectrogram(RATE, **MEL), BandLimitedSTFT(N_FFT, WIN, HOP, STFT_BINS, rate=RATE)
+    compare("mel", lambda x: device_mel(x, band, mel), cpu_mel, eeg, slice(52, -52))
+    compare("stft", lambda x: device_stft(x, band, stft), cpu_stft, eeg, slice(87, -87))
 
     # The published WaveNet keeps 10,000 steps x 24 differences x 54 layers of activations: batch 8
     # needs more than 24 GB on a CPU, so published sizes are timed at batch 1.

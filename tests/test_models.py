@@ -15,6 +15,7 @@ from hms.models.stft import STFT_PRESETS, STFTExtractor, restack
 from hms.models.wavenet import WaveNetExtractor, stack_image
 from hms.signal.filters import SpectralFilter
 from hms.signal.montage import MONTAGES, NodeDifferences, flip_on_differences
+from hms.signal.spectra import MelSpectrogram, power_to_db
 from tests.test_training import CONF
 
 torch.manual_seed(0)
@@ -85,6 +86,21 @@ def test_band_limited_stft_equals_torch_stft():
                          center=False, return_complex=True).abs()[:, :m.n_bins] ** 2  # only bins up to fmax
         assert m.n_bins == int(fmax * n_fft / 200) + 1 and m.stft.wsin.shape == (m.n_bins, 1, win)
         torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * ref.max().item())
+
+
+def test_device_mel_equals_librosa_melspectrogram_and_power_to_db():
+    librosa = pytest.importorskip("librosa")
+    x = np.cumsum(np.random.default_rng(1).standard_normal((2, 3000)), axis=-1).astype(np.float32)
+    for center in (True, False):
+        mel = MelSpectrogram(center=center)  # Chris Deotte's recipe: 1024 / 128 / 39, 128 mels 0-20 Hz
+        ours = mel(torch.from_numpy(x))
+        ref = np.stack([librosa.feature.melspectrogram(y=s, sr=200, n_fft=1024, win_length=128, hop_length=39,
+                                                       n_mels=128, fmin=0, fmax=20, center=center) for s in x])
+        assert ours.shape == ref.shape and mel.stft.wcos.shape[0] == 103  # only bins below 20 Hz computed
+        np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-3, atol=1e-5 * ref.max())
+        db = power_to_db(torch.from_numpy(ref)).numpy()
+        np.testing.assert_allclose(db, np.stack([librosa.power_to_db(r, ref=np.max) for r in ref]), atol=1e-3)
+    assert db.max() == 0 and db.min() >= -80
 
 
 def test_restack_and_wavenet_stacking_are_exact_rearrangements():

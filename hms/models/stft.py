@@ -5,43 +5,15 @@ image, restacked into columns -> a timm backbone -> 6 logits.
     -> stacked vertically [B, 1, D*F, T'] -> restacked into k columns [B, 1, D*F/k, k*T'] -> backbone
 """
 import torch
-import torch.nn.functional as F
 from einops import rearrange
-from nnAudio.features import STFT
 from torch import nn
 
 from hms.models.backbone import create_backbone
 from hms.signal.frontend import SignalFrontEnd
+from hms.signal.spectra import BandLimitedSTFT
 
 # Published (n_fft, win_length, hop_length) presets of the 15th-place solution.
 STFT_PRESETS = {"fine": (110, 64, 23), "coarse": (190, 96, 24)}
-
-
-class BandLimitedSTFT(nn.Module):
-    """|STFT|^2 [N, n_bins, frames] of signals [N, T] as a strided conv1d with nnAudio's Fourier kernels
-    (trainable if asked), keeping only what the image uses: FFT bins 0..n_bins-1 (EEG needs 0-20/40 Hz
-    of 100) and the win_length samples of each kernel where the window is non-zero (nnAudio pads the
-    window to n_fft). Same frames as torch.stft(center=False), 3-8x less work than the full conv."""
-
-    def __init__(self, n_fft: int, win_length: int, hop_length: int, n_bins: int, trainable: bool = False,
-                 rate: int = 200):
-        super().__init__()
-        full = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, freq_scale="no", center=False,
-                    sr=rate, trainable=False, output_format="Complex", verbose=False)
-        self.n_fft, self.hop, self.start = n_fft, hop_length, (n_fft - win_length) // 2
-        for name in ("wsin", "wcos"):
-            kernel = getattr(full, name)[:n_bins, :, self.start:self.start + win_length].detach().clone()
-            if trainable:
-                setattr(self, name, nn.Parameter(kernel))
-            else:
-                self.register_buffer(name, kernel)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frames = (x.shape[-1] - self.n_fft) // self.hop + 1
-        x = x[:, None, self.start:self.start + (frames - 1) * self.hop + self.wcos.shape[-1]]
-        real = F.conv1d(x, self.wcos, stride=self.hop)
-        imag = F.conv1d(x, self.wsin, stride=self.hop)
-        return real ** 2 + imag ** 2
 
 
 def restack(image: torch.Tensor, columns: int) -> torch.Tensor:
