@@ -7,7 +7,7 @@ import pytest
 
 from hms.data.dataset import HMSDataset, TestDataset
 from hms.data.kaggle import DataError, read_eeg, read_spectrogram, read_train_csv
-from hms.data.layout import EEG_COLUMNS, FLIP_LR, SPEC_FLIP_LR, TRAIN_COLUMNS, VOTE_COLUMNS
+from hms.data.layout import EEG_COLUMNS, FLIP_FB, FLIP_LR, SPEC_FLIP_LR, TRAIN_COLUMNS, VOTE_COLUMNS
 from hms.data.prepare import add_labels, assign_folds, load_prepared, mark_kept, prepare_data, select_rows
 
 
@@ -88,6 +88,12 @@ def test_flips_permute_raw_electrodes_and_spectrogram_regions(small_layout):
     np.testing.assert_array_equal(flipped["eeg"].numpy(), plain["eeg"].numpy()[list(FLIP_LR)])
     np.testing.assert_array_equal(flipped["spec"].numpy(), plain["spec"].numpy()[:, list(SPEC_FLIP_LR)])
     assert not np.array_equal(flipped["eeg"].numpy(), plain["eeg"].numpy())
+    both = HMSDataset(prepared, np.arange(10), flip_lr_p=1.0, flip_fb_p=1.0)[2]  # front/back after left/right
+    np.testing.assert_array_equal(both["eeg"].numpy(), plain["eeg"].numpy()[list(FLIP_LR)][list(FLIP_FB)])
+    np.testing.assert_array_equal(both["spec"].numpy(), flipped["spec"].numpy())  # front/back keeps regions
+    back = HMSDataset(prepared, np.arange(10), flip_fb_p=1.0)[2]
+    np.testing.assert_array_equal(back["eeg"].numpy(), plain["eeg"].numpy()[list(FLIP_FB)])
+    np.testing.assert_array_equal(back["spec"].numpy(), plain["spec"].numpy())
 
 
 def test_one_window_per_eeg_is_a_function_of_seed_epoch_index(small_layout):

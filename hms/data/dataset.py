@@ -10,9 +10,16 @@ import torch
 from torch.utils.data import Dataset
 
 from hms.data.kaggle import eeg_path, read_eeg, read_spectrogram, read_test_csv, spectrogram_path
-from hms.data.layout import (EEG_RATE, EEG_WINDOW, FLIP_FB, FLIP_LR, SPEC_FLIP_FB, SPEC_FLIP_LR,
-                             SPEC_WINDOW_ROWS, VOTE_COLUMNS)
+from hms.data import layout
+from hms.data.layout import EEG_RATE, EEG_WINDOW, SPEC_WINDOW_ROWS, VOTE_COLUMNS
 from hms.data.prepare import Prepared
+
+# The flips as index arrays: electrodes of EEG_COLUMNS, and regions (blocks of 100 columns) of the
+# spectrogram, whose flips move whole regions (gathering 4 blocks is faster than 400 columns).
+FLIP_LR, FLIP_FB = np.array(layout.FLIP_LR), np.array(layout.FLIP_FB)
+N_REGIONS = len(layout.SPEC_REGIONS)
+SPEC_REGIONS_LR, SPEC_REGIONS_FB = (np.array(flip).reshape(N_REGIONS, -1)[:, 0] // len(layout.SPEC_BINS)
+                                    for flip in (layout.SPEC_FLIP_LR, layout.SPEC_FLIP_FB))
 
 
 class HMSDataset(Dataset):
@@ -57,20 +64,27 @@ class HMSDataset(Dataset):
         group = self.groups[index]
         row = group[rng.integers(len(group))] if len(group) > 1 else group[0]
         shift = int(rng.integers(-self.shift, self.shift + 1)) if self.shift else 0
-        eeg = self.prepared.eeg_window(self.eeg_id[row], self.eeg_offset[row], shift)  # [10000, 20] view
-        spec = self.prepared.spec_window(self.spec_id[row], self.spec_offset[row])
-        electrodes, columns = np.arange(eeg.shape[1]), np.arange(spec.shape[1])
+        eeg = self.prepared.eeg_window(self.eeg_id[row], self.eeg_offset[row], shift)  # [20, 10000] view
+        spec = self.prepared.spec_window(self.spec_id[row], self.spec_offset[row])  # [300, 400] view
+        electrodes, regions = None, None  # None: unflipped, a plain copy
         if rng.random() < self.flip_lr_p:
-            electrodes, columns = electrodes[list(FLIP_LR)], columns[list(SPEC_FLIP_LR)]
-        if rng.random() < self.flip_fb_p:
-            electrodes, columns = electrodes[list(FLIP_FB)], columns[list(SPEC_FLIP_FB)]
+            electrodes, regions = FLIP_LR, SPEC_REGIONS_LR
+        if rng.random() < self.flip_fb_p:  # composed with a left/right flip drawn before it
+            electrodes = FLIP_FB if electrodes is None else electrodes[FLIP_FB]
+            regions = SPEC_REGIONS_FB if regions is None else regions[SPEC_REGIONS_FB]
+        if regions is not None and (regions == np.arange(N_REGIONS)).all():
+            regions = None  # front/back leaves the spectrogram as it is
+        # one copy out of the memory map each: a gather when flipped, a plain copy otherwise
+        eeg = eeg[electrodes] if electrodes is not None else eeg.copy()
+        if regions is not None:
+            spec = np.take(spec.reshape(len(spec), N_REGIONS, -1), regions, axis=1).reshape(spec.shape)  # 10x
+            # faster than indexing with [:, regions]
+        else:
+            spec = spec.copy()
         return {
-            "eeg": torch.from_numpy(np.ascontiguousarray(eeg[:, electrodes].T)),
-            "spec": torch.from_numpy(np.ascontiguousarray(spec[:, columns])),
-            "target": torch.tensor(self.targets[row]),
-            "n_votes": torch.tensor(self.n_votes[row]),
-            "eeg_id": torch.tensor(self.eeg_id[row]), "label_id": torch.tensor(self.label_id[row]),
-            "row": torch.tensor(row),
+            "eeg": torch.from_numpy(eeg), "spec": torch.from_numpy(spec),
+            "target": torch.from_numpy(self.targets[row].copy()),
+            "n_votes": self.n_votes[row], "eeg_id": self.eeg_id[row], "label_id": self.label_id[row], "row": row,
         }
 
 

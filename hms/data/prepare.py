@@ -1,17 +1,19 @@
 """Preparing a data set for training: folds, quality flags, de-duplication and memory-mapped caches.
 
 prepare_data(root) reads train.csv once and every EEG / spectrogram file once, streaming them into
-two memory-mapped float32 arrays (eeg.npy [samples, 20], spec.npy [rows, 400]) with an index, so a
-training window is a slice. Peak memory is one file at a time, whatever the size of the data set.
+two memory-mapped float32 arrays (eeg.npy [20, samples], channel-major, and spec.npy [rows, 400]) with an
+index, so a training window is a slice that the Dataset copies once (no transpose, no per-sample parsing). Peak memory is one file at a time, whatever the size of the data set.
 It is skipped when a manifest of the inputs and parameters says the caches are up to date.
 """
-import hashlib
 import fcntl
+import hashlib
 import json
+import os
 from contextlib import contextmanager
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from hms.data.kaggle import DataError, eeg_path, read_eeg, read_spectrogram, rea
 from hms.data.layout import EEG_COLUMNS, EEG_RATE, EEG_WINDOW, SPEC_POWER_COLUMNS, SPEC_STEP_SECONDS, VOTE_COLUMNS
 
 log = logging.getLogger("hms.data")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: channel-major EEG
 
 
 def add_labels(rows: pd.DataFrame) -> pd.DataFrame:
@@ -73,20 +75,32 @@ def select_rows(rows: pd.DataFrame, fold: int, split: str, min_votes: int = 10, 
     return np.flatnonzero(mask)
 
 
-def _read_eeg(path):
-    data = read_eeg(path)
+def _write_one(kind: str, npy: Path, header: int, total: int, start: int, path: Path) -> tuple[int, int]:
+    """Read one parquet file, repair its NaN to 0 and write it at `start` of the cache file (a worker's job:
+    only two numbers travel back, and the main process never holds a signal). Returns (NaN count, first time)."""
+    if kind == "eeg":
+        data, first_time = read_eeg(path), 0
+    else:
+        time, data = read_spectrogram(path)
+        first_time = int(time[0])
     nan = int(np.isnan(data).sum())
-    return np.nan_to_num(data, nan=0.0), nan
-
-
-def _read_spec(path):
-    time, power = read_spectrogram(path)
-    nan = int(np.isnan(power).sum())
-    return np.nan_to_num(power, nan=0.0), nan, int(time[0])
+    data = np.nan_to_num(data, nan=0.0)
+    fd = os.open(npy, os.O_WRONLY)
+    try:
+        if kind == "eeg":  # channel-major: one run per channel
+            for channel, samples in enumerate(np.ascontiguousarray(data.T)):
+                os.pwrite(fd, samples.tobytes(), header + 4 * (channel * total + start))
+        else:
+            os.pwrite(fd, data.tobytes(), header + 4 * start * data.shape[1])
+    finally:
+        os.close(fd)
+    return nan, first_time
 
 
 def _build_cache(kind: str, paths: list[Path], ids: list[int], out: Path, workers: int, progress: bool):
-    """Stream files into one memmap [total, width] (+ an index of id -> start, length)."""
+    """Stream files into one .npy (+ an index of id -> start, length): EEG as [20, total] so that a window
+    of every channel is 20 contiguous runs, spectrograms as [total, 400] (a window is one run). Workers
+    write their file straight into the cache, so memory holds a few files whatever the data set size."""
     lengths = []
     for path in paths:
         if not path.exists():
@@ -96,23 +110,19 @@ def _build_cache(kind: str, paths: list[Path], ids: list[int], out: Path, worker
         except Exception as error:  # noqa: BLE001 - any parquet failure becomes one line
             raise DataError(f"{path}: not a readable parquet file ({type(error).__name__})") from None
     width = len(EEG_COLUMNS) if kind == "eeg" else len(SPEC_POWER_COLUMNS)
+    total = int(sum(lengths))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    array = np.lib.format.open_memmap(out / f"{kind}.tmp.npy", mode="w+", dtype=np.float32,
-                                      shape=(int(sum(lengths)), width))
-    reader = _read_eeg if kind == "eeg" else _read_spec
+    npy = out / f"{kind}.tmp.npy"
+    shape = (width, total) if kind == "eeg" else (total, width)
+    header = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=shape).offset  # a sparse file
+    write = partial(_write_one, kind, npy, header, total)
     first_time, nan_total = [], 0
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(reader, paths, chunksize=8)
-        for start, result in tqdm(zip(starts, results), total=len(paths), desc=f"cache {kind}",
-                                  disable=not progress):
-            data, nan = result[0], result[1]
-            array[start:start + len(data)] = data
+        results = pool.map(write, starts.tolist(), paths, chunksize=8)
+        for nan, first in tqdm(results, total=len(paths), desc=f"cache {kind}", disable=not progress):
             nan_total += nan
-            if kind == "spec":
-                first_time.append(result[2])
-    array.flush()
-    del array
-    (out / f"{kind}.tmp.npy").replace(out / f"{kind}.npy")
+            first_time.append(first)
+    npy.replace(out / f"{kind}.npy")
     index = pd.DataFrame({"id": ids, "start": starts, "length": lengths})
     if kind == "spec":
         index["first_time"] = first_time
@@ -192,11 +202,11 @@ class Prepared:
     spec_first_time: dict
 
     def eeg_window(self, eeg_id: int, offset_seconds: float, shift_samples: int = 0) -> np.ndarray:
-        """[10000, 20] samples of one window (a view of the memmap), shifted inside the file."""
+        """[20, 10000] samples of one window (a view of the memmap), shifted inside the file."""
         start, length = self.eeg_start[eeg_id], self.eeg_length[eeg_id]
         first = int(round(offset_seconds * EEG_RATE)) + shift_samples
         first = min(max(first, 0), length - EEG_WINDOW)
-        return self.eeg[start + first: start + first + EEG_WINDOW]
+        return self.eeg[:, start + first: start + first + EEG_WINDOW]
 
     def spec_window(self, spectrogram_id: int, offset_seconds: float, rows: int = 300) -> np.ndarray:
         """[300, 400]: the rows with time in (offset, offset + 600), zero-padded past the file's end."""
@@ -217,8 +227,9 @@ def load_prepared(cache_dir) -> Prepared:
     spec_index = pd.read_parquet(cache_dir / "spec_index.parquet")
     return Prepared(
         rows=pd.read_parquet(cache_dir / "rows.parquet"),
-        eeg=np.load(cache_dir / "eeg.npy", mmap_mode="r"),
-        spec=np.load(cache_dir / "spec.npy", mmap_mode="r"),
+        # plain ndarray views of the memmaps: np.memmap's Python-level __getitem__ costs more than the copy
+        eeg=np.load(cache_dir / "eeg.npy", mmap_mode="r").view(np.ndarray),
+        spec=np.load(cache_dir / "spec.npy", mmap_mode="r").view(np.ndarray),
         eeg_start=dict(zip(eeg_index.id, eeg_index.start)), eeg_length=dict(zip(eeg_index.id, eeg_index.length)),
         spec_start=dict(zip(spec_index.id, spec_index.start)),
         spec_length=dict(zip(spec_index.id, spec_index.length)),
