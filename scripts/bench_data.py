@@ -69,7 +69,8 @@ def tree_rss(pid: int) -> int:
             stack += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) * 1024
+        rss = [line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")]  # none: a zombie
+        total += int(rss[0]) * 1024 if rss else 0
     return total
 
 

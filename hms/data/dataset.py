@@ -76,9 +76,8 @@ class HMSDataset(Dataset):
             regions = None  # front/back leaves the spectrogram as it is
         # one copy out of the memory map each: a gather when flipped, a plain copy otherwise
         eeg = eeg[electrodes] if electrodes is not None else eeg.copy()
-        if regions is not None:
-            spec = np.take(spec.reshape(len(spec), N_REGIONS, -1), regions, axis=1).reshape(spec.shape)  # 10x
-            # faster than indexing with [:, regions]
+        if regions is not None:  # np.take is 10x faster here than indexing with [:, regions]
+            spec = np.take(spec.reshape(len(spec), N_REGIONS, -1), regions, axis=1).reshape(spec.shape)
         else:
             spec = spec.copy()
         return {
