@@ -2,6 +2,7 @@
 each extractor's forward+backward speed.
 
     python scripts/bench_frontend.py [--batch 32] [--threads 2] [--sizes tiny published_hgnet ...]
+        [--default-malloc]
 
 Two front-ends on [B, 20, 10000] raw electrodes, each beside its per-sample, per-node-difference CPU
 recipe (scipy butter + sosfiltfilt, then librosa), producing the same images:
@@ -29,6 +30,7 @@ from hms.models.stft import STFT_PRESETS
 from hms.signal.filters import SpectralFilter
 from hms.signal.montage import NodeDifferences
 from hms.signal.spectra import BandLimitedSTFT, MelSpectrogram, power_to_db
+from hms.train.cpu_memory import keep_freed_cpu_memory
 
 RATE, FMAX = 200, 20.0
 MEL = {"n_fft": 1024, "win_length": 128, "hop_length": 39, "n_mels": 128, "fmin": 0.0, "fmax": FMAX}
@@ -103,10 +105,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's default allocator (training on CPU keeps freed memory: trainer.keep_cpu_memory)")
     parser.add_argument("--sizes", nargs="*", default=["tiny", "published_hgnet", "published_effnet"],
                         help="extractor sizes to time forward+backward (none: only the front-ends)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        keep_freed_cpu_memory()
     rng = np.random.default_rng(0)
     # smooth-ish EEG-like signals (integrated noise) so power spans realistic ranges
     eeg = np.cumsum(rng.standard_normal((args.batch, 20, 10000)), axis=-1).astype(np.float32) * 2

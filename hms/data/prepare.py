@@ -2,7 +2,8 @@
 
 prepare_data(root) reads train.csv once and every EEG / spectrogram file once, streaming them into
 two memory-mapped float32 arrays (eeg.npy [20, samples], channel-major, and spec.npy [rows, 400]) with an
-index, so a training window is a slice that the Dataset copies once (no transpose, no per-sample parsing). Peak memory is one file at a time, whatever the size of the data set.
+index, so a training window is a slice that the Dataset copies once (no transpose, no parsing). Peak
+memory is a few files at a time, whatever the size of the data set.
 It is skipped when a manifest of the inputs and parameters says the caches are up to date.
 """
 import fcntl
@@ -75,7 +76,8 @@ def select_rows(rows: pd.DataFrame, fold: int, split: str, min_votes: int = 10, 
     return np.flatnonzero(mask)
 
 
-def _write_one(kind: str, npy: Path, header: int, total: int, start: int, path: Path) -> tuple[int, int]:
+def _write_one(kind: str, npy: Path, header: int, total: int, start: int, length: int,
+               path: Path) -> tuple[int, int]:
     """Read one parquet file, repair its NaN to 0 and write it at `start` of the cache file (a worker's job:
     only two numbers travel back, and the main process never holds a signal). Returns (NaN count, first time)."""
     if kind == "eeg":
@@ -83,6 +85,8 @@ def _write_one(kind: str, npy: Path, header: int, total: int, start: int, path: 
     else:
         time, data = read_spectrogram(path)
         first_time = int(time[0])
+    if len(data) != length:  # it would overwrite its neighbour in the cache
+        raise DataError(f"{path}: {len(data)} rows read, its parquet metadata says {length}")
     nan = int(np.isnan(data).sum())
     data = np.nan_to_num(data, nan=0.0)
     fd = os.open(npy, os.O_WRONLY)
@@ -118,7 +122,7 @@ def _build_cache(kind: str, paths: list[Path], ids: list[int], out: Path, worker
     write = partial(_write_one, kind, npy, header, total)
     first_time, nan_total = [], 0
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(write, starts.tolist(), paths, chunksize=8)
+        results = pool.map(write, starts.tolist(), lengths, paths, chunksize=8)
         for nan, first in tqdm(results, total=len(paths), desc=f"cache {kind}", disable=not progress):
             nan_total += nan
             first_time.append(first)

@@ -25,6 +25,7 @@ from hms.log import make_logger
 from hms.log.curves import plot_curves
 from hms.train import checkpoint, distributed
 from hms.train.augment import TTA_FLIPS, augment_batch, flip_batch
+from hms.train.cpu_memory import keep_freed_cpu_memory
 from hms.train.losses import model_loss, smooth, vote_weights
 from hms.train.sampler import EpochSampler
 
@@ -131,6 +132,8 @@ def train(cfg, run_dir: Path) -> dict:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     cuda = d.device.type == "cuda"
+    if not cuda and tr.keep_cpu_memory:
+        keep_freed_cpu_memory()
 
     # ---- data: every row is available; the stage decides which ones an epoch trains on
     root, prepared = load_data(cfg, d)
