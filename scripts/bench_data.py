@@ -3,11 +3,13 @@ public starter notebooks (pandas reads the sample's EEG and spectrogram parquet 
 with iloc / a boolean mask), on the same rows; and the peak memory of building the caches.
 
     python scripts/bench_data.py [--root datamount/synthetic] [--samples 400] [--rebuild] [--passes 3]
+        [--default-malloc]
 
 Both paths run in one process on rows they have read once before (steady state: what every epoch after
 the first sees, with the files in the page cache); the first, cold pass is printed too. Both return the
 same arrays (checked; the cache stores NaN as 0). The Dataset is timed unflipped (validation) and with
-the training flips (left/right and front/back, p = 0.5 each) and a 1 s time shift.
+the training flips (left/right and front/back, p = 0.5 each) and a 1 s time shift. Like training on a
+CPU (trainer.keep_cpu_memory), the process keeps freed memory for reuse unless --default-malloc.
 With --rebuild the caches are built again, in a fresh process, into a temporary folder, and the peak
 resident memory of that process and of its workers is printed: it streams file by file, so it does not
 grow with the data set (compare a set made with `make_synthetic.py --patients 4x`).
@@ -27,6 +29,7 @@ from hms.data.dataset import HMSDataset
 from hms.data.kaggle import DataError, eeg_path, spectrogram_path
 from hms.data.layout import EEG_RATE, EEG_WINDOW, SPEC_WINDOW_SECONDS
 from hms.data.prepare import load_prepared, prepare_data
+from hms.train.cpu_memory import keep_freed_cpu_memory
 
 PREPARE = Path(__file__).resolve().parent / "prepare_data.py"
 
@@ -99,7 +102,10 @@ def main() -> int:
     parser.add_argument("--notebook-samples", type=int, default=60, help="the slow path needs fewer for its rate")
     parser.add_argument("--passes", type=int, default=3, help="timed passes after the cold one (median)")
     parser.add_argument("--rebuild", action="store_true", help="also time and measure a fresh cache build")
+    parser.add_argument("--default-malloc", action="store_true", help="glibc's default allocator")
     args = parser.parse_args()
+    if not args.default_malloc:
+        keep_freed_cpu_memory()
     root = Path(args.root)
     try:
         if args.rebuild:
