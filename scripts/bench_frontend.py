@@ -34,7 +34,7 @@ from hms.train.cpu_memory import keep_freed_cpu_memory
 
 RATE, FMAX = 200, 20.0
 MEL = {"n_fft": 1024, "win_length": 128, "hop_length": 39, "n_mels": 128, "fmin": 0.0, "fmax": FMAX}
-MEL_WIDTH = 256  # the recipe crops 257 frames to a multiple of 32
+MEL_WIDTH = 256  # the recipe crops its 257 frames to a multiple of 32 after power_to_db
 N_FFT, WIN, HOP = STFT_PRESETS["fine"]
 STFT_BINS = int(FMAX * N_FFT / RATE) + 1
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
@@ -46,7 +46,7 @@ def device_mel(eeg: torch.Tensor, band: SpectralFilter, mel: MelSpectrogram):
     diffs = band(PAIRS(eeg))
     b, d, t = diffs.shape
     power = mel(diffs.reshape(b * d, t))
-    image = (power_to_db(power[..., :MEL_WIDTH]) + 40) / 40
+    image = (power_to_db(power)[..., :MEL_WIDTH] + 40) / 40
     return power.reshape(b, d, *power.shape[1:]), image.reshape(b, 4, d // 4, *image.shape[1:]).mean(2)
 
 
@@ -68,7 +68,7 @@ def cpu_mel(eeg: np.ndarray):
     powers, images = [], []
     for sample in eeg:
         power = [librosa.feature.melspectrogram(y=x, sr=RATE, **MEL) for x in cpu_pairs(sample)]
-        image = [(librosa.power_to_db(p[:, :MEL_WIDTH], ref=np.max) + 40) / 40 for p in power]
+        image = [(librosa.power_to_db(p, ref=np.max)[:, :MEL_WIDTH] + 40) / 40 for p in power]
         powers.append(np.stack(power))
         images.append(np.stack(image).reshape(4, 4, *image[0].shape).mean(1))
     return np.stack(powers), np.stack(images)
