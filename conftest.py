@@ -16,3 +16,12 @@ def real_hms() -> Path:
     if not (FIXTURES / "test.csv").exists():
         pytest.skip(f"real HMS fixtures not found at {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def small_set(tmp_path_factory) -> Path:
+    """A 12-patient embedded set (fold 0 holds 10+ vote rows), built once for the whole run."""
+    from hms.data.synthetic import make_synthetic
+    root = tmp_path_factory.mktemp("synthetic") / "set"
+    make_synthetic(root, patients=12, seed=3, progress=False)
+    return root

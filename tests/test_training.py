@@ -21,14 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 CONF = str(REPO / "conf")
 
 
-@pytest.fixture(scope="session")
-def small_set(tmp_path_factory) -> Path:
-    from hms.data.synthetic import make_synthetic
-    root = tmp_path_factory.mktemp("synthetic") / "set"
-    make_synthetic(root, patients=12, seed=3, progress=False)  # fold 0 holds 10+ vote rows
-    return root
-
-
 def config(root, *overrides):
     with initialize_config_dir(CONF, version_base="1.3"):
         return compose("config", overrides=["name=test", f"data.root={root}", "data.num_workers=0",
