@@ -22,6 +22,13 @@ SPEC_REGIONS_LR, SPEC_REGIONS_FB = (np.array(flip).reshape(N_REGIONS, -1)[:, 0] 
                                     for flip in (layout.SPEC_FLIP_LR, layout.SPEC_FLIP_FB))
 
 
+def compose_flip(order, flip: np.ndarray):
+    """The index order `order` (None: the identity) followed by `flip`; None again when that is the
+    identity (front/back leaves the spectrogram's regions as they are)."""
+    combined = flip if order is None else order[flip]
+    return None if (combined == np.arange(len(combined))).all() else combined
+
+
 class HMSDataset(Dataset):
     """Training / validation windows of prepared rows.
 
@@ -66,14 +73,11 @@ class HMSDataset(Dataset):
         shift = int(rng.integers(-self.shift, self.shift + 1)) if self.shift else 0
         eeg = self.prepared.eeg_window(self.eeg_id[row], self.eeg_offset[row], shift)  # [20, 10000] view
         spec = self.prepared.spec_window(self.spec_id[row], self.spec_offset[row])  # [300, 400] view
-        electrodes, regions = None, None  # None: unflipped, a plain copy
+        electrodes, regions = None, None  # None: the identity, so a plain copy instead of a gather
         if rng.random() < self.flip_lr_p:
-            electrodes, regions = FLIP_LR, SPEC_REGIONS_LR
-        if rng.random() < self.flip_fb_p:  # composed with a left/right flip drawn before it
-            electrodes = FLIP_FB if electrodes is None else electrodes[FLIP_FB]
-            regions = SPEC_REGIONS_FB if regions is None else regions[SPEC_REGIONS_FB]
-        if regions is not None and (regions == np.arange(N_REGIONS)).all():
-            regions = None  # front/back leaves the spectrogram as it is
+            electrodes, regions = compose_flip(electrodes, FLIP_LR), compose_flip(regions, SPEC_REGIONS_LR)
+        if rng.random() < self.flip_fb_p:  # after a left/right flip drawn before it
+            electrodes, regions = compose_flip(electrodes, FLIP_FB), compose_flip(regions, SPEC_REGIONS_FB)
         # one copy out of the memory map each: a gather when flipped, a plain copy otherwise
         eeg = eeg[electrodes] if electrodes is not None else eeg.copy()
         if regions is not None:  # np.take is 10x faster here than indexing with [:, regions]
