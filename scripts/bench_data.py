@@ -27,7 +27,7 @@ import pandas as pd
 
 from hms.data.dataset import HMSDataset
 from hms.data.kaggle import DataError, eeg_path, spectrogram_path
-from hms.data.layout import EEG_RATE, EEG_WINDOW, SPEC_WINDOW_SECONDS
+from hms.layout import EEG_RATE, EEG_WINDOW, SPEC_WINDOW_SECONDS
 from hms.data.prepare import load_prepared, prepare_data
 from hms.train.cpu_memory import keep_freed_cpu_memory
 

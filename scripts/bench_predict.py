@@ -58,9 +58,9 @@ def main():
             _, _, model = load_model(save_checkpoint(size, Path(tmp) / f"{size}.pt"), args.device)
             params = sum(p.numel() for p in model.parameters()) / 1e6
             for tta in {"both": (False, True), "no": (False,), "yes": (True,)}[args.tta]:
-                predict_dataset(model, data[:args.batch_size], args.batch_size, tta, args.device, progress=False)
+                predict_dataset(model, data[:args.batch_size], ("eeg", "spec"), args.batch_size, tta, args.device, progress=False)
                 start = time.perf_counter()
-                predict_dataset(model, data, args.batch_size, tta, args.device, progress=False)
+                predict_dataset(model, data, ("eeg", "spec"), args.batch_size, tta, args.device, progress=False)
                 seconds = time.perf_counter() - start
                 print(f"{size:18s} {params:7.1f}M {'yes' if tta else 'no':>4s} {args.windows / seconds:10.2f} "
                       f"{seconds / args.windows:9.3f}", flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hms.data.layout import VOTE_COLUMNS
+from hms.layout import VOTE_COLUMNS
 from hms.ensemble.blend import (BlendError, align, apply_blend, blend_report, format_report, read_oof,
                                 read_blend, read_predictions, unique_names)
 

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from hms.data.synthetic import DEFAULT_PATIENTS, make_synthetic
+from hms.synthetic import DEFAULT_PATIENTS, make_synthetic
 
 
 def main():

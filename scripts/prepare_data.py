@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from hms.data.kaggle import DataError
+from hms.layout import HIGH_VOTE_MIN
 from hms.data.prepare import load_prepared, prepare_data
 
 
@@ -23,7 +24,7 @@ def main() -> int:
     except (DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    high = rows[rows.n_votes >= 10]
+    high = rows[rows.n_votes >= HIGH_VOTE_MIN]
     print(f"{len(rows)} rows, {rows.eeg_id.nunique()} EEGs, {rows.patient_id.nunique()} patients, "
           f"{len(high)} rows with 10+ votes, {int(rows.is_kept.sum())} de-duplicated windows "
           f"({int(high.is_kept.sum())} with 10+ votes)")

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from hms.data.kaggle import DataError
-from hms.data.synthetic_report import realism_report
+from hms.synthetic.report import realism_report
 
-REAL_ROWS = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "hms" / "train_highvote_rows.csv"
+REAL_ROWS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "hms" / "train_highvote_rows.csv"
 
 
 def main():
@@ -18,7 +18,7 @@ def main():
     parser.add_argument("--root", required=True, help="a data set folder in the Kaggle layout")
     parser.add_argument("--out", required=True, help="folder for the PNGs and label_stats.md")
     parser.add_argument("--real-rows", default=str(REAL_ROWS) if REAL_ROWS.exists() else None,
-                        help="real 10+ vote train rows to compare with (default: the shared fixture; "
+                        help="real 10+ vote train rows to compare with (default: the repo's real fixture; "
                              "without it the figures of HMS_FACTS are used)")
     args = parser.parse_args()
     try:

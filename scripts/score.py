@@ -10,7 +10,7 @@ submission gives every row of one eeg_id the same prediction.
 import argparse
 import sys
 
-from hms.ensemble.metric import score_submission
+from hms.metric import score_submission
 
 
 def main() -> int:

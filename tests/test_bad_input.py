@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hms.data import layout
+from hms import layout
 from hms.data.check import check_data_folder
 from hms.data.kaggle import DataError, read_eeg, read_spectrogram, read_train_csv
 

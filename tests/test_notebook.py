@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from nbclient import NotebookClient
 
-from hms.data.layout import CLASSES, VOTE_COLUMNS
-from hms.ensemble.metric import score_submission
+from hms.layout import CLASSES, VOTE_COLUMNS
+from hms.metric import score_submission
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "walkthrough.ipynb"

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hms.data.layout import SUBMISSION_COLUMNS, VOTE_COLUMNS
-from hms.ensemble.metric import score_submission
+from hms.layout import SUBMISSION_COLUMNS, VOTE_COLUMNS
+from hms.metric import score_submission
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "run_train.sh"

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hms.data import layout
+from hms import layout
 from hms.data.kaggle import (DataError, check_window, eeg_path, read_eeg, read_spectrogram,
                              read_submission_csv, read_test_csv, read_train_csv, spectrogram_path)
 

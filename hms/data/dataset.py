@@ -1,7 +1,7 @@
 """Datasets: a training window is a slice of the memory-mapped caches, nothing more.
 
 Signal processing (montage, filters, spectra) runs batched on the device inside the model; here we only
-slice, flip (a permutation of raw electrodes and of spectrogram regions) and shift.
+slice, shift and flip (a permutation of each input's channels or regions, hms/data/inputs.py).
 """
 from pathlib import Path
 
@@ -9,32 +9,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hms.data.kaggle import eeg_path, read_eeg, read_spectrogram, read_test_csv, spectrogram_path
-from hms.data import layout
-from hms.data.layout import EEG_RATE, EEG_WINDOW, SPEC_WINDOW_ROWS, VOTE_COLUMNS
+from hms.data.inputs import get_inputs
+from hms.data.kaggle import read_test_csv
 from hms.data.prepare import Prepared
-
-# The flips as index arrays: electrodes of EEG_COLUMNS, and regions (blocks of 100 columns) of the
-# spectrogram, whose flips move whole regions (gathering 4 blocks is faster than 400 columns).
-FLIP_LR, FLIP_FB = np.array(layout.FLIP_LR), np.array(layout.FLIP_FB)
-N_REGIONS = len(layout.SPEC_REGIONS)
-SPEC_REGIONS_LR, SPEC_REGIONS_FB = (np.array(flip).reshape(N_REGIONS, -1)[:, 0] // len(layout.SPEC_BINS)
-                                    for flip in (layout.SPEC_FLIP_LR, layout.SPEC_FLIP_FB))
-
-
-def compose_flip(order, flip: np.ndarray):
-    """The index order `order` (None: the identity) followed by `flip`; None again when that is the
-    identity (front/back leaves the spectrogram's regions as they are)."""
-    combined = flip if order is None else order[flip]
-    return None if (combined == np.arange(len(combined))).all() else combined
+from hms.layout import EEG_RATE, VOTE_COLUMNS
 
 
 class HMSDataset(Dataset):
     """Training / validation windows of prepared rows.
 
-    item: eeg float32 [20, 10000] (microvolts, NaN repaired to 0 in the cache), spec float32 [300, 400],
-    target float32 [6], n_votes, eeg_id, label_id, row (position in prepared.rows).
+    item: one float32 window per input of `prepared` under its name (eeg [20, 10000] microvolts, spec
+    [300, 400], ...; NaN repaired to 0 in the cache), target float32 [6], n_votes, eeg_id, label_id,
+    row (position in prepared.rows).
     one_window_per_eeg: len = number of EEGs; item i draws one of that EEG's rows each epoch.
+    time_shift_seconds: every input's window moves by one shift drawn in EEG samples (an input with
+    coarser rows moves by the nearest whole row).
     All randomness comes from (seed, epoch, index), so workers, DDP ranks and resumed runs agree.
     """
 
@@ -49,15 +38,20 @@ class HMSDataset(Dataset):
         else:
             self.groups = [np.array([p]) for p in self.positions]
         r = prepared.rows
+        self.sources = prepared.sources
+        self.source_ids = {n: r[s.input.id_column].to_numpy() for n, s in self.sources.items()}
+        self.offsets = {n: r[s.input.offset_column].to_numpy() for n, s in self.sources.items()}
         self.eeg_id = r.eeg_id.to_numpy()
-        self.spec_id = r.spectrogram_id.to_numpy()
-        self.eeg_offset = r.eeg_label_offset_seconds.to_numpy()
-        self.spec_offset = r.spectrogram_label_offset_seconds.to_numpy()
         self.targets = r[list(VOTE_COLUMNS)].to_numpy(np.float32)
         self.n_votes = r.n_votes.to_numpy(np.float32)
         self.label_id = r.label_id.to_numpy()
         self.shift = int(time_shift_seconds * EEG_RATE)
-        self.flip_lr_p, self.flip_fb_p, self.seed = flip_lr_p, flip_fb_p, seed % 2**32
+        self.flip_p = {"lr": flip_lr_p, "fb": flip_fb_p}
+        for name, p in self.flip_p.items():  # an input that cannot flip this way fails here, not mid-epoch
+            if p > 0:
+                for s in self.sources.values():
+                    s.input.flip_order([name])
+        self.seed = seed % 2**32
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -70,46 +64,36 @@ class HMSDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         group = self.groups[index]
         row = group[rng.integers(len(group))] if len(group) > 1 else group[0]
-        shift = int(rng.integers(-self.shift, self.shift + 1)) if self.shift else 0
-        eeg = self.prepared.eeg_window(self.eeg_id[row], self.eeg_offset[row], shift)  # [20, 10000] view
-        spec = self.prepared.spec_window(self.spec_id[row], self.spec_offset[row])  # [300, 400] view
-        electrodes, regions = None, None  # None: the identity, so a plain copy instead of a gather
-        if rng.random() < self.flip_lr_p:
-            electrodes, regions = compose_flip(electrodes, FLIP_LR), compose_flip(regions, SPEC_REGIONS_LR)
-        if rng.random() < self.flip_fb_p:  # after a left/right flip drawn before it
-            electrodes, regions = compose_flip(electrodes, FLIP_FB), compose_flip(regions, SPEC_REGIONS_FB)
-        # one copy out of the memory map each: a gather when flipped, a plain copy otherwise
-        eeg = eeg[electrodes] if electrodes is not None else eeg.copy()
-        if regions is not None:  # np.take is 10x faster here than indexing with [:, regions]
-            spec = np.take(spec.reshape(len(spec), N_REGIONS, -1), regions, axis=1).reshape(spec.shape)
-        else:
-            spec = spec.copy()
-        return {
-            "eeg": torch.from_numpy(eeg), "spec": torch.from_numpy(spec),
+        shift = int(rng.integers(-self.shift, self.shift + 1)) / EEG_RATE if self.shift else 0.0
+        # left/right first, then front/back (both drawn for every item, so the stream of draws is fixed)
+        flips = [name for name, p in self.flip_p.items() if rng.random() < p]
+        item = {}
+        for name, source in self.sources.items():
+            window = source.window(self.source_ids[name][row], self.offsets[name][row], shift)  # a view
+            item[name] = torch.from_numpy(source.input.flipped_copy(window, source.input.flip_order(flips)))
+        return item | {
             "target": torch.from_numpy(self.targets[row].copy()),
             "n_votes": self.n_votes[row], "eeg_id": self.eeg_id[row], "label_id": self.label_id[row], "row": row,
         }
 
 
 class TestDataset(Dataset):
-    """Every test.csv row, read straight from its parquet files (test sets are small): the first 50 s
-    of the EEG and the first 10 min of the spectrogram, NaN repaired to 0."""
+    """Every test.csv row, read straight from its parquet files (test sets are small): the window at
+    offset 0 of each input (the first 50 s of the EEG, the first 10 min of the spectrogram), NaN
+    repaired to 0."""
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, root):
+    def __init__(self, root, inputs=("eeg", "spec")):
         self.root = Path(root)
         self.rows = read_test_csv(self.root / "test.csv")
+        self.inputs = get_inputs(inputs)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict:
         r = self.rows.iloc[index]
-        eeg = read_eeg(eeg_path(self.root, "test", r.eeg_id))[:EEG_WINDOW]
-        _, spec = read_spectrogram(spectrogram_path(self.root, "test", r.spectrogram_id))
-        spec = spec[:SPEC_WINDOW_ROWS]
-        if len(spec) < SPEC_WINDOW_ROWS:
-            spec = np.concatenate([spec, np.zeros((SPEC_WINDOW_ROWS - len(spec), spec.shape[1]), np.float32)])
-        return {"eeg": torch.from_numpy(np.nan_to_num(eeg.T.copy())), "spec": torch.from_numpy(np.nan_to_num(spec)),
-                "eeg_id": torch.tensor(int(r.eeg_id)), "spectrogram_id": torch.tensor(int(r.spectrogram_id))}
+        item = {name: torch.from_numpy(inp.file_window(inp.path(self.root, "test", r[inp.id_column])))
+                for name, inp in self.inputs.items()}
+        return item | {"eeg_id": torch.tensor(int(r.eeg_id)), "spectrogram_id": torch.tensor(int(r.spectrogram_id))}

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hms.data import layout
+from hms import layout
 
 log = logging.getLogger("hms.data")
 

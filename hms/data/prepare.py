@@ -1,10 +1,11 @@
 """Preparing a data set for training: folds, quality flags, de-duplication and memory-mapped caches.
 
-prepare_data(root) reads train.csv once and every EEG / spectrogram file once, streaming them into
-two memory-mapped float32 arrays (eeg.npy [20, samples], channel-major, and spec.npy [rows, 400]) with an
-index, so a training window is a slice that the Dataset copies once (no transpose, no parsing). Peak
-memory is a few files at a time, whatever the size of the data set.
-It is skipped when a manifest of the inputs and parameters says the caches are up to date.
+prepare_data(root, inputs=...) reads train.csv once and, for every declared input (hms/data/inputs.py),
+every source file once, streaming them into one memory-mapped float32 array per input (eeg.npy
+[20, samples] channel-major, spec.npy [rows, 400]) with an index, so a training window is a slice that
+the Dataset copies once (no transpose, no parsing). Peak memory is a few files at a time, whatever the
+size of the data set. The rows and each input's cache have their own manifest of the files and
+parameters they come from, so adding an input builds only its cache.
 """
 import fcntl
 import hashlib
@@ -19,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
-from hms.data.kaggle import DataError, eeg_path, read_eeg, read_spectrogram, read_train_csv, spectrogram_path
-from hms.data.layout import EEG_COLUMNS, EEG_RATE, EEG_WINDOW, SPEC_POWER_COLUMNS, SPEC_STEP_SECONDS, VOTE_COLUMNS
+from hms.data.inputs import Input, get_inputs
+from hms.data.kaggle import DataError, read_train_csv
+from hms.layout import HIGH_VOTE_MIN, VOTE_COLUMNS
 
 log = logging.getLogger("hms.data")
-CACHE_VERSION = 2  # 2: channel-major EEG
+CACHE_VERSION = 3  # 2: channel-major EEG; 3: one cache and manifest per declared input
 
 
 def add_labels(rows: pd.DataFrame) -> pd.DataFrame:
@@ -65,7 +66,7 @@ def mark_kept(rows: pd.DataFrame) -> np.ndarray:
     return rows.index.isin(kept)
 
 
-def select_rows(rows: pd.DataFrame, fold: int, split: str, min_votes: int = 10, dedup: bool = True) -> np.ndarray:
+def select_rows(rows: pd.DataFrame, fold: int, split: str, min_votes: int = HIGH_VOTE_MIN, dedup: bool = True) -> np.ndarray:
     """Positions of the rows of a split: "train" = not in `fold` (all rows when fold == -1), "val" = in it."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be train or val, not {split!r}")
@@ -76,22 +77,18 @@ def select_rows(rows: pd.DataFrame, fold: int, split: str, min_votes: int = 10, 
     return np.flatnonzero(mask)
 
 
-def _write_one(kind: str, npy: Path, header: int, total: int, start: int, length: int,
-               path: Path) -> tuple[int, int]:
-    """Read one parquet file, repair its NaN to 0 and write it at `start` of the cache file (a worker's job:
+def _write_one(inp: Input, npy: Path, header: int, total: int, start: int, length: int,
+               path: Path) -> tuple[int, float]:
+    """Read one source file, repair its NaN to 0 and write it at `start` of the cache file (a worker's job:
     only two numbers travel back, and the main process never holds a signal). Returns (NaN count, first time)."""
-    if kind == "eeg":
-        data, first_time = read_eeg(path), 0
-    else:
-        time, data = read_spectrogram(path)
-        first_time = int(time[0])
+    data, first_time = inp.read(path)
     if len(data) != length:  # it would overwrite its neighbour in the cache
-        raise DataError(f"{path}: {len(data)} rows read, its parquet metadata says {length}")
+        raise DataError(f"{path}: {len(data)} rows read, {length} expected")
     nan = int(np.isnan(data).sum())
-    data = np.nan_to_num(data, nan=0.0)
+    data = np.nan_to_num(data, nan=0.0).astype(np.float32, copy=False)
     fd = os.open(npy, os.O_WRONLY)
     try:
-        if kind == "eeg":  # channel-major: one run per channel
+        if inp.channel_major:  # one run per channel
             for channel, samples in enumerate(np.ascontiguousarray(data.T)):
                 os.pwrite(fd, samples.tobytes(), header + 4 * (channel * total + start))
         else:
@@ -101,46 +98,52 @@ def _write_one(kind: str, npy: Path, header: int, total: int, start: int, length
     return nan, first_time
 
 
-def _build_cache(kind: str, paths: list[Path], ids: list[int], out: Path, workers: int, progress: bool):
-    """Stream files into one .npy (+ an index of id -> start, length): EEG as [20, total] so that a window
-    of every channel is 20 contiguous runs, spectrograms as [total, 400] (a window is one run). Workers
-    write their file straight into the cache, so memory holds a few files whatever the data set size."""
-    lengths = []
-    for path in paths:
-        if not path.exists():
-            raise DataError(f"{path}: file not found (referenced by train.csv)")
-        try:
-            lengths.append(pq.ParquetFile(path).metadata.num_rows)
-        except Exception as error:  # noqa: BLE001 - any parquet failure becomes one line
-            raise DataError(f"{path}: not a readable parquet file ({type(error).__name__})") from None
-    width = len(EEG_COLUMNS) if kind == "eeg" else len(SPEC_POWER_COLUMNS)
+def _row_count(inp: Input, path: Path) -> int:
+    if not path.exists():
+        raise DataError(f"{path}: file not found (referenced by train.csv)")
+    try:
+        return inp.count_rows(path)
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any parquet failure becomes one line
+        raise DataError(f"{path}: not a readable parquet file ({type(error).__name__})") from None
+
+
+def _build_cache(inp: Input, paths: list[Path], ids: list[int], out: Path, workers: int, progress: bool):
+    """Stream the files of one input into <name>.npy (+ <name>_index.parquet of id -> start, length,
+    first_time): channel-major [width, total] so a window of every channel is `width` contiguous runs,
+    or time-major [total, width] (a window is one run). Workers write their file straight into the
+    cache, so memory holds a few files whatever the data set size."""
+    lengths = [_row_count(inp, path) for path in paths]
     total = int(sum(lengths))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    npy = out / f"{kind}.tmp.npy"
-    shape = (width, total) if kind == "eeg" else (total, width)
+    npy = out / f"{inp.name}.tmp.npy"
+    shape = (inp.width, total) if inp.channel_major else (total, inp.width)
     header = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=shape).offset  # a sparse file
-    write = partial(_write_one, kind, npy, header, total)
+    write = partial(_write_one, inp, npy, header, total)
     first_time, nan_total = [], 0
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(write, starts.tolist(), lengths, paths, chunksize=8)
-        for nan, first in tqdm(results, total=len(paths), desc=f"cache {kind}", disable=not progress):
+        for nan, first in tqdm(results, total=len(paths), desc=f"cache {inp.name}", disable=not progress):
             nan_total += nan
             first_time.append(first)
-    npy.replace(out / f"{kind}.npy")
-    index = pd.DataFrame({"id": ids, "start": starts, "length": lengths})
-    if kind == "spec":
-        index["first_time"] = first_time
-    index.to_parquet(out / f"{kind}_index.parquet", index=False)
+    npy.replace(out / f"{inp.name}.npy")
+    index = pd.DataFrame({"id": ids, "start": starts, "length": lengths, "first_time": first_time})
+    index.to_parquet(out / f"{inp.name}_index.parquet", index=False)
     if nan_total:
-        log.warning("%s: %d NaN values in %s files repaired to 0", out, nan_total, kind)
+        log.warning("%s: %d NaN values in %s files repaired to 0", out, nan_total, inp.name)
 
 
-def _manifest(root: Path, files: list[Path], params: dict) -> str:
+def _digest(files: list[Path], params: dict) -> str:
     h = hashlib.sha256(json.dumps({**params, "version": CACHE_VERSION}, sort_keys=True).encode())
     for f in files:
         stat = f.stat() if f.exists() else None
         h.update(f"{f.name}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}".encode())
     return h.hexdigest()
+
+
+def _up_to_date(manifest: Path, digest: str) -> bool:
+    return manifest.exists() and json.loads(manifest.read_text()).get("digest") == digest
 
 
 @contextmanager
@@ -157,85 +160,76 @@ def folder_lock(folder):
 
 
 def prepare_data(root, cache_dir=None, n_folds: int = 5, seed: int = 42, workers: int = 2,
-                 progress: bool = True) -> Path:
-    """Build (or reuse) the caches of a data folder in the Kaggle layout; returns the cache dir."""
+                 progress: bool = True, inputs=("eeg", "spec")) -> Path:
+    """Build (or reuse) the rows and the caches of the named inputs of a Kaggle-layout folder; returns
+    the cache dir. Each part is rebuilt only when the files or parameters it comes from changed."""
     root = Path(root)
     out = Path(cache_dir) if cache_dir else root / "cache"
-    rows = add_labels(read_train_csv(root / "train.csv"))
-    eeg_ids = sorted(rows.eeg_id.unique().tolist())
-    spec_ids = sorted(rows.spectrogram_id.unique().tolist())
-    eeg_files = [eeg_path(root, "train", i) for i in eeg_ids]
-    spec_files = [spectrogram_path(root, "train", i) for i in spec_ids]
-    digest = _manifest(root, [root / "train.csv", *eeg_files, *spec_files], {"folds": n_folds, "seed": seed})
-    if (out / "manifest.json").exists() and json.loads((out / "manifest.json").read_text()).get("digest") == digest:
-        return out
     out.mkdir(parents=True, exist_ok=True)
-    rows["fold"] = assign_folds(rows, n_folds, seed)
-    rows["is_kept"] = mark_kept(rows)
-    _build_cache("eeg", eeg_files, eeg_ids, out, workers, progress)
-    _build_cache("spec", spec_files, spec_ids, out, workers, progress)
-    rows.reset_index(drop=True).to_parquet(out / "rows.parquet", index=False)
-    check_windows(rows, out)
-    (out / "manifest.json").write_text(json.dumps({"digest": digest, "root": str(root)}))
+    rows = add_labels(read_train_csv(root / "train.csv"))
+    digest = _digest([root / "train.csv"], {"folds": n_folds, "seed": seed})
+    if not _up_to_date(out / "rows.manifest.json", digest):
+        rows["fold"] = assign_folds(rows, n_folds, seed)
+        rows["is_kept"] = mark_kept(rows)
+        rows.reset_index(drop=True).to_parquet(out / "rows.parquet", index=False)
+        (out / "rows.manifest.json").write_text(json.dumps({"digest": digest, "root": str(root)}))
+    for inp in get_inputs(inputs).values():
+        ids = sorted(rows[inp.id_column].unique().tolist())
+        files = [inp.path(root, "train", i) for i in ids]
+        digest = _digest(files, {"input": inp.name, "input_version": inp.version})
+        manifest = out / f"{inp.name}.manifest.json"
+        if not _up_to_date(manifest, digest):
+            _build_cache(inp, files, ids, out, workers, progress)
+            check_windows(rows, inp, out)
+            manifest.write_text(json.dumps({"digest": digest, "root": str(root)}))
     return out
 
 
-def check_windows(rows: pd.DataFrame, out: Path) -> None:
-    """Every row's EEG window must lie inside its file (spectrograms are padded, as Kaggle's may end early)."""
-    eeg_index = pd.read_parquet(out / "eeg_index.parquet").set_index("id")
-    lengths = eeg_index.loc[rows.eeg_id, "length"].to_numpy()
-    need = (rows.eeg_label_offset_seconds.to_numpy() * EEG_RATE).astype(int) + EEG_WINDOW
-    short = np.flatnonzero(lengths < need)
-    if len(short):
+def check_windows(rows: pd.DataFrame, inp: Input, out: Path) -> None:
+    """Every row's window must lie inside its file, unless the input pads (Kaggle spectrograms may end early)."""
+    index = pd.read_parquet(out / f"{inp.name}_index.parquet").set_index("id")
+    lengths = index.loc[rows[inp.id_column], "length"].to_numpy()
+    offsets = rows[inp.offset_column].to_numpy()
+    short = [i for i, (n, o) in enumerate(zip(lengths, offsets)) if not inp.window_fits(int(n), float(o))]
+    if short:
         r = rows.iloc[short[0]]
-        raise DataError(f"train_eegs/{r.eeg_id}.parquet: {lengths[short[0]] / EEG_RATE:.0f} s is shorter than "
-                        f"offset {r.eeg_label_offset_seconds:g} s + 50 s (label_id {r.label_id}; "
-                        f"{len(short)} rows like it)")
+        raise DataError(f"train_{inp.folder}/{r[inp.id_column]}.parquet: {lengths[short[0]] / inp.rate:.0f} s is "
+                        f"shorter than offset {r[inp.offset_column]:g} s + {inp.length / inp.rate:g} s "
+                        f"(label_id {r.label_id}; {len(short)} rows like it)")
+
+
+@dataclass
+class Source:
+    """One input's cache: the memory-mapped array and where each file's rows start."""
+    input: Input
+    data: np.ndarray
+    start: dict
+    length: dict
+    first_time: dict
+
+    def window(self, source_id: int, offset_seconds: float, shift_seconds: float = 0.0) -> np.ndarray:
+        """The window of one row (a view of the memory map where possible)."""
+        return self.input.window(self.data, self.start[source_id], self.length[source_id],
+                                 self.first_time[source_id], offset_seconds, shift_seconds)
 
 
 @dataclass
 class Prepared:
-    """The caches of a prepared data set: rows + memory-mapped signals and their indexes."""
+    """The caches of a prepared data set: the rows and one Source per input, by input name."""
     rows: pd.DataFrame
-    eeg: np.ndarray
-    spec: np.ndarray
-    eeg_start: dict
-    eeg_length: dict
-    spec_start: dict
-    spec_length: dict
-    spec_first_time: dict
-
-    def eeg_window(self, eeg_id: int, offset_seconds: float, shift_samples: int = 0) -> np.ndarray:
-        """[20, 10000] samples of one window (a view of the memmap), shifted inside the file."""
-        start, length = self.eeg_start[eeg_id], self.eeg_length[eeg_id]
-        first = int(round(offset_seconds * EEG_RATE)) + shift_samples
-        first = min(max(first, 0), length - EEG_WINDOW)
-        return self.eeg[:, start + first: start + first + EEG_WINDOW]
-
-    def spec_window(self, spectrogram_id: int, offset_seconds: float, rows: int = 300) -> np.ndarray:
-        """[300, 400]: the rows with time in (offset, offset + 600), zero-padded past the file's end."""
-        start, length = self.spec_start[spectrogram_id], self.spec_length[spectrogram_id]
-        first = int(np.ceil((offset_seconds - self.spec_first_time[spectrogram_id] + 1e-6) / SPEC_STEP_SECONDS))
-        first = min(max(first, 0), length)
-        window = self.spec[start + first: start + min(first + rows, length)]
-        if len(window) < rows:
-            window = np.concatenate([window, np.zeros((rows - len(window), window.shape[1]), np.float32)])
-        return window
+    sources: dict
 
 
-def load_prepared(cache_dir) -> Prepared:
+def load_prepared(cache_dir, inputs=("eeg", "spec")) -> Prepared:
     cache_dir = Path(cache_dir)
-    if not (cache_dir / "manifest.json").exists():
-        raise DataError(f"{cache_dir}: no prepared caches; run scripts/prepare_data.py first")
-    eeg_index = pd.read_parquet(cache_dir / "eeg_index.parquet")
-    spec_index = pd.read_parquet(cache_dir / "spec_index.parquet")
-    return Prepared(
-        rows=pd.read_parquet(cache_dir / "rows.parquet"),
-        # plain ndarray views of the memmaps: np.memmap's Python-level __getitem__ costs more than the copy
-        eeg=np.load(cache_dir / "eeg.npy", mmap_mode="r").view(np.ndarray),
-        spec=np.load(cache_dir / "spec.npy", mmap_mode="r").view(np.ndarray),
-        eeg_start=dict(zip(eeg_index.id, eeg_index.start)), eeg_length=dict(zip(eeg_index.id, eeg_index.length)),
-        spec_start=dict(zip(spec_index.id, spec_index.start)),
-        spec_length=dict(zip(spec_index.id, spec_index.length)),
-        spec_first_time=dict(zip(spec_index.id, spec_index.first_time)),
-    )
+    sources = {}
+    for name, inp in get_inputs(inputs).items():
+        if not (cache_dir / f"{name}.manifest.json").exists():
+            raise DataError(f"{cache_dir}: no prepared {name!r} cache; run scripts/prepare_data.py first")
+        index = pd.read_parquet(cache_dir / f"{name}_index.parquet")
+        sources[name] = Source(
+            # a plain ndarray view of the memmap: np.memmap's Python-level __getitem__ costs more than the copy
+            inp, np.load(cache_dir / f"{name}.npy", mmap_mode="r").view(np.ndarray),
+            start=dict(zip(index.id, index.start)), length=dict(zip(index.id, index.length)),
+            first_time=dict(zip(index.id, index.first_time)))
+    return Prepared(rows=pd.read_parquet(cache_dir / "rows.parquet"), sources=sources)

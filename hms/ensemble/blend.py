@@ -15,8 +15,8 @@ from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.model_selection import GroupKFold
 
-from hms.data.layout import PRED_COLUMNS, SUBMISSION_COLUMNS, VOTE_COLUMNS
-from hms.ensemble.metric import kl_per_row, read_csv_with
+from hms.layout import HIGH_VOTE_MIN, PRED_COLUMNS, SUBMISSION_COLUMNS, VOTE_COLUMNS
+from hms.metric import kl_per_row, read_csv_with
 
 EPS = 1e-7  # probabilities are clipped before the log: a model's hard 0 must not dominate the blend
 
@@ -128,7 +128,7 @@ def cross_fitted(base: pd.DataFrame, logp: np.ndarray, fit_mask: np.ndarray, fol
     return out
 
 
-def blend_report(names: list[str], base: pd.DataFrame, logp: np.ndarray, min_votes: int = 10, folds: int = 5,
+def blend_report(names: list[str], base: pd.DataFrame, logp: np.ndarray, min_votes: int = HIGH_VOTE_MIN, folds: int = 5,
                  non_negative: bool = False, l2: float = 1e-3, per_class: bool = False) -> dict:
     """The blend.json content: weights and biases fitted on every row with n_votes >= min_votes (all
     rows when none has), and a report of each input's, the mean's and the cross-fitted blend's KL."""

@@ -1,10 +1,8 @@
 """Inference: checkpoints x flip TTA over a Kaggle-layout test folder, averaged per model name.
 
-Flip TTA averages the probabilities of four views: identity, left/right, front/back and both. A flip
-mirrors the raw electrodes (layout.FLIP_LR / FLIP_FB) and the Kaggle spectrogram with them
-(layout.SPEC_FLIP_LR / SPEC_FLIP_FB): left/right swaps the LL<->RL and LP<->RP regions; front/back
-leaves the spectrogram as it is, because each chain maps onto itself reversed and a region is a mean of
-power spectra, which does not see the order of its pairs.
+Flip TTA averages the probabilities of four views: identity, left/right, front/back and both; each
+input declares how a flip acts on it (hms/data/inputs.py), and validation uses the same function.
+Each checkpoint reads the inputs its training config named (config["data"]["inputs"]).
 
 Model names: a checkpoint's name is its config["name"] (the train config's `name`, by default the model
 choice; a multirun writes <sweep>/<name>/fold<k>/, so it is also the folder scripts/blend_weights.py
@@ -23,9 +21,10 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from hms.data.dataset import TestDataset
-from hms.data.layout import VOTE_COLUMNS
+from hms.data.inputs import get_inputs, tta_probabilities
+from hms.data.kaggle import read_test_csv
+from hms.layout import VOTE_COLUMNS
 from hms.ensemble.blend import apply_blend
-from hms.train.augment import TTA_FLIPS, flip_batch
 
 
 class CheckpointError(ValueError):
@@ -54,20 +53,15 @@ def load_model(path, device="cpu") -> tuple[str, dict, torch.nn.Module]:
     return str(config.get("name") or path.parent.name), config, model.to(device).eval()
 
 
-def tta_probabilities(model: torch.nn.Module, batch: dict, tta: bool = True) -> torch.Tensor:
-    """Softmax of the model's logits [B, 6], averaged over the four flips when `tta`."""
-    flips = TTA_FLIPS if tta else TTA_FLIPS[:1]
-    total = sum(model(flip_batch(batch, lr, fb))["logits"].float().softmax(dim=1) for lr, fb in flips)
-    return total / len(flips)
-
-
 @torch.inference_mode()
-def predict_dataset(model, dataset, batch_size=8, tta=True, device="cpu", progress=True, desc="predict") -> np.ndarray:
-    """Probabilities [len(dataset), 6] of one model."""
+def predict_dataset(model, dataset, inputs=("eeg", "spec"), batch_size=8, tta=True, device="cpu", progress=True,
+                    desc="predict") -> np.ndarray:
+    """Probabilities [len(dataset), 6] of one model, which reads the named inputs of each item."""
+    inputs = get_inputs(inputs)
     probs = []
     for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=desc, disable=not progress):
-        inputs = {k: batch[k].to(device) for k in ("eeg", "spec")}
-        probs.append(tta_probabilities(model, inputs, tta).cpu().numpy())
+        views = {name: batch[name].to(device) for name in inputs}
+        probs.append(tta_probabilities(model, views, inputs, tta).cpu().numpy())
     return np.concatenate(probs).astype(np.float64)
 
 
@@ -81,23 +75,35 @@ def predict_folder(root, checkpoints, batch_size=8, tta=True, device=None, progr
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if names is not None and len(names) != len(checkpoints):
         raise CheckpointError(f"{len(names)} names given for {len(checkpoints)} checkpoints")
-    dataset = TestDataset(root)
-    rows = dataset.rows.reset_index(drop=True)
-    distinct = rows.drop_duplicates(["eeg_id", "spectrogram_id"])
-    windows = Subset(dataset, distinct.index.tolist())
+    datasets = {}  # one per tuple of inputs the checkpoints read
+
+    def windows(inputs: tuple) -> Subset:
+        if inputs not in datasets:
+            dataset = TestDataset(root, inputs)
+            datasets[inputs] = Subset(dataset, distinct_rows(dataset.rows).index.tolist())
+        return datasets[inputs]
+
+    rows = read_test_csv(Path(root) / "test.csv").reset_index(drop=True)
+    distinct = distinct_rows(rows)
     per_name, model_configs = defaultdict(list), {}
     for i, path in enumerate(checkpoints):
         name, config, model = load_model(path, device)
+        inputs = tuple(config["data"]["inputs"])
         name = names[i] if names is not None else name
         first = model_configs.setdefault(name, (path, config["model"]))
         if first[1] != config["model"]:
             raise CheckpointError(f"{path}: its model config differs from {first[0]}'s, yet both are named "
                                   f"'{name}' (train with name=<model name>, or pass names)")
-        probs = predict_dataset(model, windows, batch_size, tta, device, progress, desc=f"{name} {Path(path).parent.name}")
+        probs = predict_dataset(model, windows(inputs), inputs, batch_size, tta, device, progress,
+                                desc=f"{name} {Path(path).parent.name}")
         per_eeg = pd.DataFrame(probs, index=distinct.eeg_id.to_numpy()).groupby(level=0).mean()
         per_name[name].append(per_eeg.loc[rows.eeg_id].to_numpy())
         del model  # one model in memory at a time
     return {name: np.mean(p, axis=0) for name, p in per_name.items()}, rows
+
+
+def distinct_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.reset_index(drop=True).drop_duplicates(["eeg_id", "spectrogram_id"])
 
 
 def combine_models(per_model: dict, blend: dict | None = None) -> np.ndarray:

@@ -11,8 +11,12 @@ class BackboneError(RuntimeError):
 
 
 def create_backbone(name: str, in_chans: int = 1, pretrained: bool = False, weights_path: str | None = None,
-                    stem_stride=None) -> nn.Module:
-    """A timm model returning pooled features (num_classes=0, .num_features).
+                    stem_stride=None, global_pool: str = "avg", drop_rate: float = 0.0,
+                    drop_path_rate: float = 0.0) -> nn.Module:
+    """A timm model without classifier: pooled features [B, F] (global_pool "avg", "max", ...), or with
+    global_pool "" the feature map it would pool ([B, F, H, W] for CNNs, tokens for ViTs); F is
+    .num_features either way. drop_rate is the dropout before the (removed) classifier, drop_path_rate
+    the stochastic depth of the blocks, both as timm defines them.
 
     pretrained=True downloads from the hub, which needs a network: with HF_HUB_OFFLINE=1 it fails at
     once with one line instead of retrying. weights_path loads a local file instead (a state dict or a
@@ -23,14 +27,15 @@ def create_backbone(name: str, in_chans: int = 1, pretrained: bool = False, weig
         raise BackboneError(f"pretrained weights for {name!r} need a download but HF_HUB_OFFLINE=1: set "
                             "pretrained=false and weights_path=<local file> instead")
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans)
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans,
+                                  global_pool=global_pool, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
     except RuntimeError as error:  # timm: unknown model
         raise BackboneError(f"timm cannot build {name!r}: {str(error).splitlines()[0]}") from None
     except OSError as error:  # hub unreachable
         raise BackboneError(f"could not download weights for {name!r} ({str(error).splitlines()[0]}); "
                             "use weights_path=<local file>") from None
-    # Some heads (hgnetv2) project the pooled features before the classifier: what forward() returns
-    # with num_classes=0 is head_hidden_size wide, and that is what the extractors must size for.
+    # Some heads (hgnetv2) project the features before the classifier (pooled or not): what forward()
+    # returns with num_classes=0 is head_hidden_size wide, and that is what the extractors must size for.
     model.num_features = getattr(model, "head_hidden_size", None) or model.num_features
     if weights_path:
         load_local_weights(model, weights_path, in_chans)

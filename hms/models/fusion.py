@@ -14,7 +14,11 @@ class Fusion(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.num_features, 6)
         weights = dict(loss_weights or {})
-        self.loss_weights = {k: float(v) for k, v in weights.items() if k == "main" or k in self.extractors}
+        unknown = [k for k in weights if k != "main" and k not in self.extractors]
+        if unknown:
+            raise ValueError(f"model.loss_weights: {unknown[0]!r} names no extractor of this fusion "
+                             f"(main, {', '.join(self.extractors)}); remove it with '~model.loss_weights.{unknown[0]}'")
+        self.loss_weights = {k: float(v) for k, v in weights.items()}
 
     def forward(self, batch: dict) -> dict:
         features = {name: e.forward_features(batch) for name, e in self.extractors.items()}

@@ -2,14 +2,8 @@
 import torch
 from torch import nn
 
-from hms.data.layout import CHAINS, EEG_COLUMNS
+from hms.layout import BANANA_PAIRS, EEG_COLUMNS, MIDLINE_PAIRS
 
-
-def _chain_pairs(chain):
-    return [(a, b) for a, b in zip(chain, chain[1:])]
-
-
-_BANANA16 = [p for region in ("LL", "RL", "LP", "RP") for p in _chain_pairs(CHAINS[region])]
 # 15th place: temporal chains, parasagittal chains (both walking back to front), transverse pairs.
 _TEMPORAL = [("O1", "T5"), ("T5", "T3"), ("T3", "F7"), ("F7", "Fp1"),
              ("O2", "T6"), ("T6", "T4"), ("T4", "F8"), ("F8", "Fp2")]
@@ -22,8 +16,8 @@ MONTAGES = {
     # Chris Deotte's 8 pairs (public HMS notebooks)
     "chris8": [[("Fp1", "T3"), ("T3", "O1"), ("Fp1", "C3"), ("C3", "O1"),
                 ("Fp2", "C4"), ("C4", "O2"), ("Fp2", "T4"), ("T4", "O2")]],
-    "banana16": [_BANANA16],
-    "banana18": [_BANANA16 + [("Fz", "Cz"), ("Cz", "Pz")]],
+    "banana16": [list(BANANA_PAIRS)],
+    "banana18": [list(BANANA_PAIRS + MIDLINE_PAIRS)],
     "groups24": [_TEMPORAL, _PARASAGITTAL, _TRANSVERSE],
 }
 

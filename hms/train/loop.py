@@ -19,12 +19,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hms.data.layout import PRED_COLUMNS, VOTE_COLUMNS
-from hms.ensemble.metric import kl_per_row
+from hms.data.inputs import get_inputs, tta_probabilities
+from hms.layout import PRED_COLUMNS, VOTE_COLUMNS
+from hms.metric import kl_per_row
 from hms.log import make_logger
 from hms.log.curves import plot_curves
 from hms.train import checkpoint, distributed
-from hms.train.augment import TTA_FLIPS, augment_batch, flip_batch
+from hms.train.augment import augment_batch
 from hms.train.cpu_memory import keep_freed_cpu_memory
 from hms.train.losses import model_loss, smooth, vote_weights
 from hms.train.sampler import EpochSampler
@@ -53,13 +54,13 @@ def load_data(cfg, d: distributed.Dist):
             # first use, or an explicit data.patients for a synthetic set built at another size
             asked = cfg.data.patients is not None and (root / "stats.json").exists()
             if cfg.data.generate and (not (root / "train.csv").exists() or asked):
-                from hms.data.synthetic import ensure_synthetic
+                from hms.synthetic import ensure_synthetic
                 kwargs = {} if cfg.data.patients is None else {"patients": cfg.data.patients}
                 ensure_synthetic(root, seed=cfg.data.generate_seed, **kwargs)
             prepare_data(root, cache_dir, n_folds=cfg.data.n_folds, seed=cfg.data.fold_seed,
-                         workers=cfg.data.num_workers)
+                         workers=cfg.data.num_workers, inputs=cfg.data.inputs)
     distributed.barrier(d)
-    return root, load_prepared(cache_dir)
+    return root, load_prepared(cache_dir, cfg.data.inputs)
 
 
 def to_device(batch: dict, device) -> dict:
@@ -79,16 +80,14 @@ def noisy_student_targets(path, rows: pd.DataFrame) -> torch.Tensor:
 @torch.no_grad()
 def predict(model, dataset, batch_size: int, d: distributed.Dist, tta: bool, workers: int) -> np.ndarray:
     """Probabilities for every item of `dataset` (in order), sharded over ranks and gathered."""
+    inputs = {name: source.input for name, source in dataset.sources.items()}
     model.eval()
     shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
     loader = DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size,
                         num_workers=workers)
     probs = []
     for batch in tqdm(loader, desc="validate", leave=False, disable=not d.main):
-        batch = to_device(batch, d.device)
-        flips = TTA_FLIPS if tta else TTA_FLIPS[:1]
-        p = sum(model(flip_batch(batch, lr, fb))["logits"].float().softmax(dim=1) for lr, fb in flips)
-        probs.append((p / len(flips)).cpu().numpy())
+        probs.append(tta_probabilities(model, to_device(batch, d.device), inputs, tta).cpu().numpy())
     mine = np.concatenate(probs) if probs else np.zeros((0, 6), np.float32)
     return np.concatenate(distributed.gather(d, mine))
 
@@ -137,6 +136,7 @@ def train(cfg, run_dir: Path) -> dict:
 
     # ---- data: every row is available; the stage decides which ones an epoch trains on
     root, prepared = load_data(cfg, d)
+    inputs = get_inputs(cfg.data.inputs)
     rows = prepared.rows
     val_pos = select_rows(rows, cfg.fold, "val", min_votes=1, dedup=True) if cfg.fold >= 0 else []
 
@@ -213,7 +213,7 @@ def train(cfg, run_dir: Path) -> dict:
         started, losses, seen = time.time(), [], 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tr.epochs}", disable=not d.main, leave=False)
         for i, batch in enumerate(bar):
-            batch = augment_batch(to_device(batch, d.device), cfg.aug)
+            batch = augment_batch(to_device(batch, d.device), inputs, cfg.aug)
             target = batch["target"]
             if noisy is not None:
                 stored = noisy[batch["row"]]

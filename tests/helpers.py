@@ -1,0 +1,20 @@
+"""Paths and config composition shared by the tests."""
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = str(REPO / "conf")
+SCRIPTS = REPO / "scripts"
+
+
+def compose_config(*overrides):
+    """conf/config.yaml with the given overrides, as train.py would see it."""
+    with initialize_config_dir(CONF, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def spec_columns(region_order) -> list[int]:
+    """A permutation of the 4 Kaggle spectrogram regions as one of its 400 power columns."""
+    from hms.layout import SPEC_BINS
+    return [r * len(SPEC_BINS) + k for r in region_order for k in range(len(SPEC_BINS))]
