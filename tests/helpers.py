@@ -18,3 +18,25 @@ def spec_columns(region_order) -> list[int]:
     """A permutation of the 4 Kaggle spectrogram regions as one of its 400 power columns."""
     from hms.layout import SPEC_BINS
     return [r * len(SPEC_BINS) + k for r in region_order for k in range(len(SPEC_BINS))]
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group: its yaml files, as a user types them (`model=fusion`)."""
+    return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
+
+
+MODELS, SIZES = options("model"), options("size")
+
+
+def input_batch(n: int = 2, names=None, seed: int = 0) -> dict:
+    """A batch holding a random window of every declared input (raw EEG in microvolts, power >= 0)."""
+    import torch
+
+    from hms.data.inputs import INPUTS
+    g = torch.Generator().manual_seed(seed)
+    batch = {}
+    for name, inp in INPUTS.items():
+        if names is None or name in names:
+            shape = (inp.width, inp.length) if inp.channel_major else (inp.length, inp.width)
+            batch[name] = torch.rand(n, *shape, generator=g) * 20 if name != "eeg" else torch.randn(n, *shape, generator=g) * 50
+    return batch

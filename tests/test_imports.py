@@ -3,8 +3,6 @@ before its own in FLOW. Packages on one level (train and ensemble, say) never im
 import ast
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import REPO
 
 FLOW = [["layout"], ["metric", "log"], ["data"], ["signal"], ["synthetic", "models"], ["train", "ensemble"],

@@ -1,4 +1,5 @@
-"""Preparing a data set for training: folds, quality flags, de-duplication and memory-mapped caches.
+"""Preparing a data set for training: labels, folds and memory-mapped caches (which rows a run uses is
+hms/data/sampling.py).
 
 prepare_data(root, inputs=...) reads train.csv once and, for every declared input (hms/data/inputs.py),
 every source file once, streaming them into one memory-mapped float32 array per input (eeg.npy
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from hms.data.inputs import Input, get_inputs
 from hms.data.kaggle import DataError, read_train_csv
-from hms.layout import HIGH_VOTE_MIN, VOTE_COLUMNS
+from hms.layout import VOTE_COLUMNS
 
 log = logging.getLogger("hms.data")
 CACHE_VERSION = 3  # 2: channel-major EEG; 3: one cache and manifest per declared input
@@ -53,28 +54,6 @@ def assign_folds(rows: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
     for k, (_, val) in enumerate(splitter.split(rows, labels, rows.patient_id)):
         fold[val] = k
     return fold
-
-
-def mark_kept(rows: pd.DataFrame) -> np.ndarray:
-    """One window per (eeg_id, vote vector): the most central one, whose offset is closest to the
-    median offset of its group (it overlaps the others most)."""
-    keys = [rows.eeg_id] + [rows[c] for c in VOTE_COLUMNS]
-    median = rows.groupby(keys).eeg_label_offset_seconds.transform("median")
-    distance = (rows.eeg_label_offset_seconds - median).abs()
-    order = rows.assign(_d=distance).sort_values(["_d", "eeg_label_offset_seconds"], kind="stable")
-    kept = order.drop_duplicates(subset=["eeg_id", *VOTE_COLUMNS], keep="first").index
-    return rows.index.isin(kept)
-
-
-def select_rows(rows: pd.DataFrame, fold: int, split: str, min_votes: int = HIGH_VOTE_MIN, dedup: bool = True) -> np.ndarray:
-    """Positions of the rows of a split: "train" = not in `fold` (all rows when fold == -1), "val" = in it."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be train or val, not {split!r}")
-    in_fold = rows.fold.to_numpy() == fold
-    mask = (~in_fold if split == "train" else in_fold) & (rows.n_votes.to_numpy() >= min_votes)
-    if dedup:
-        mask &= rows.is_kept.to_numpy()
-    return np.flatnonzero(mask)
 
 
 def _write_one(inp: Input, npy: Path, header: int, total: int, start: int, length: int,
@@ -170,7 +149,6 @@ def prepare_data(root, cache_dir=None, n_folds: int = 5, seed: int = 42, workers
     digest = _digest([root / "train.csv"], {"folds": n_folds, "seed": seed})
     if not _up_to_date(out / "rows.manifest.json", digest):
         rows["fold"] = assign_folds(rows, n_folds, seed)
-        rows["is_kept"] = mark_kept(rows)
         rows.reset_index(drop=True).to_parquet(out / "rows.parquet", index=False)
         (out / "rows.manifest.json").write_text(json.dumps({"digest": digest, "root": str(root)}))
     for inp in get_inputs(inputs).values():

@@ -50,7 +50,7 @@ def load_model(path, device="cpu") -> tuple[str, dict, torch.nn.Module]:
         raise CheckpointError(f"{path}: no {error} entry (not a checkpoint of this codebase)") from None
     except Exception as error:  # unpickling, instantiation and state-dict errors all mean a bad checkpoint
         raise CheckpointError(f"{path}: cannot load the model ({_first_line(error)})") from None
-    return str(config.get("name") or path.parent.name), config, model.to(device).eval()
+    return str(config["name"]), config, model.to(device).eval()
 
 
 @torch.inference_mode()

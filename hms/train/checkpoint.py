@@ -26,6 +26,21 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def load_weights(model: torch.nn.Module, path, map_location="cpu") -> None:
+    """Load the weights another run saved (its validated, EMA weights when it had an EMA) into `model`;
+    ValueError naming the file when they do not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: init_from checkpoint not found")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path}: not a checkpoint of this codebase (no 'model' entry)")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ValueError(f"{path}: its weights do not fit this model ({str(error).splitlines()[1].strip()})") from None
+
+
 def load(path: Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.exists():

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hms.data.inputs import get_inputs, tta_probabilities
+from hms.data.sampling import select_rows, stage_min_votes
 from hms.layout import PRED_COLUMNS, VOTE_COLUMNS
 from hms.metric import kl_per_row
 from hms.log import make_logger
@@ -33,6 +34,9 @@ from hms.train.sampler import EpochSampler
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 def seed32(seed: int) -> int:
@@ -119,7 +123,6 @@ def score(oof: pd.DataFrame, prior: np.ndarray, oracle: pd.DataFrame | None, min
 def train(cfg, run_dir: Path) -> dict:
     """Train one model on one fold; returns the metrics written to run_dir/metrics.json."""
     from hms.data.dataset import HMSDataset
-    from hms.data.prepare import select_rows
 
     tr = cfg.trainer
     d = distributed.setup(tr.device)
@@ -138,38 +141,38 @@ def train(cfg, run_dir: Path) -> dict:
     root, prepared = load_data(cfg, d)
     inputs = get_inputs(cfg.data.inputs)
     rows = prepared.rows
-    val_pos = select_rows(rows, cfg.fold, "val", min_votes=1, dedup=True) if cfg.fold >= 0 else []
-
-    def stage_min_votes(epoch: int) -> int:
-        """Quality stages: optionally pretrain on every row, then train on the chosen vote threshold."""
-        if epoch < cfg.data.get("pretrain_epochs", 0):
-            return cfg.data.get("pretrain_min_votes", 1)
-        return cfg.data.train_min_votes
-
-    datasets, samplers = {}, {}
-    for min_votes in sorted({stage_min_votes(e) for e in range(tr.epochs)}):
-        positions = select_rows(rows, cfg.fold, "train", min_votes=min_votes, dedup=cfg.data.dedup)
+    sm = cfg.sampling
+    val_pos = select_rows(rows, cfg.fold, "val", 1, sm.val_dedup) if cfg.fold >= 0 else []
+    datasets, samplers = {}, {}  # one per vote threshold the stages use
+    for min_votes in sorted({stage_min_votes(sm, e) for e in range(tr.epochs)}):
+        positions = select_rows(rows, cfg.fold, "train", min_votes, sm.dedup)
         datasets[min_votes] = HMSDataset(
-            prepared, positions, one_window_per_eeg=cfg.data.one_window_per_eeg,
-            time_shift_seconds=cfg.data.time_shift_seconds, flip_lr_p=cfg.aug.flip_lr_p,
+            prepared, positions, one_window_per_eeg=sm.one_window_per_eeg,
+            time_shift_seconds=sm.time_shift_seconds, flip_lr_p=cfg.aug.flip_lr_p,
             flip_fb_p=cfg.aug.flip_fb_p, seed=seed)
         samplers[min_votes] = EpochSampler(len(datasets[min_votes]), tr.batch_size, seed, d.rank, d.world)
-    planned = sum(samplers[stage_min_votes(e)].steps // tr.accumulate for e in range(tr.epochs))
+    planned = sum(samplers[stage_min_votes(sm, e)].steps // tr.accumulate for e in range(tr.epochs))
     total_steps = planned if tr.max_steps is None else min(tr.max_steps, planned)
-    high = rows[rows.n_votes >= cfg.data.val_min_votes]
-    prior = high[(high.fold != cfg.fold) & high.is_kept][list(VOTE_COLUMNS)].to_numpy().mean(axis=0)
+    # the score to beat: the mean target of the 10+ vote training rows
+    prior_pos = select_rows(rows, cfg.fold, "train", sm.val_min_votes, sm.val_dedup)
+    prior = rows.iloc[prior_pos][list(VOTE_COLUMNS)].to_numpy().mean(axis=0)
     oracle = pd.read_csv(root / "oracle.csv") if (root / "oracle.csv").exists() else None
     noisy = (noisy_student_targets(cfg.loss.noisy_student_oof, rows).to(d.device)
              if cfg.loss.noisy_student_oof else None)
 
     # ---- model, optimizer, schedule, EMA
     model = instantiate(cfg.model).to(d.device)
+    if cfg.init_from and not (cfg.resume and (run_dir / "checkpoint.pt").exists()):
+        # a stage of a staged recipe: another run's weights, with a fresh optimizer, schedule and EMA
+        checkpoint.load_weights(model, cfg.init_from, d.device)
     if tr.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_weights = getattr(model, "loss_weights", None)
     optimizer = instantiate(cfg.optim)(model.parameters())
     scheduler = instantiate(cfg.sched)(optimizer, total_steps=max(1, total_steps))
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tr.amp) if cuda else None
+    if tr.amp not in AMP_DTYPES:
+        raise ValueError(f"trainer.amp must be one of {sorted(AMP_DTYPES)}, not {tr.amp!r}")
+    amp_dtype = AMP_DTYPES[tr.amp] if cuda else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tr.ema_decay), use_buffers=True)
            if tr.ema_decay else None)
@@ -203,7 +206,7 @@ def train(cfg, run_dir: Path) -> dict:
     for epoch in range(start_epoch, tr.epochs):
         if tr.max_steps is not None and step >= tr.max_steps:
             break
-        dataset, sampler = datasets[stage_min_votes(epoch)], samplers[stage_min_votes(epoch)]
+        dataset, sampler = datasets[stage_min_votes(sm, epoch)], samplers[stage_min_votes(sm, epoch)]
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch)
         loader = DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, drop_last=True,
@@ -224,7 +227,7 @@ def train(cfg, run_dir: Path) -> dict:
                 target = smooth(target, cfg.loss.label_smoothing)
             weight = vote_weights(batch["n_votes"], cfg.loss.weighting)
             if cfg.loss.low_vote_decay != 1.0:
-                low = batch["n_votes"] < cfg.data.val_min_votes
+                low = batch["n_votes"] < sm.val_min_votes
                 weight = torch.where(low, weight * cfg.loss.low_vote_decay ** epoch, weight)
             with torch.autocast(d.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = model_loss(net(batch), target, weight, loss_weights)
@@ -261,7 +264,7 @@ def train(cfg, run_dir: Path) -> dict:
             tta = cfg.aug.tta and last  # flip TTA costs 4 forwards: only for the final, reported score
             probs = predict(eval_model, val_set, tr.val_batch_size, d, tta, cfg.data.num_workers)
             oof = oof_frame(rows.iloc[val_pos], probs)
-            record |= score(oof, prior, oracle, cfg.data.val_min_votes)
+            record |= score(oof, prior, oracle, sm.val_min_votes)
         history.append(record)
         logger.log_metrics(record, step)
         if d.main:

@@ -7,9 +7,10 @@ import pytest
 
 from hms.data.dataset import HMSDataset, TestDataset
 from hms.data.kaggle import DataError, read_eeg, read_spectrogram, read_train_csv
-from hms.layout import EEG_COLUMNS, FLIP_FB, FLIP_LR, SPEC_REGION_FLIP_LR, TRAIN_COLUMNS, VOTE_COLUMNS
+from hms.layout import EEG_COLUMNS, FLIP_FB, FLIP_LR, SPEC_REGION_FLIP_LR, TRAIN_COLUMNS
 from tests.helpers import spec_columns
-from hms.data.prepare import add_labels, assign_folds, load_prepared, mark_kept, prepare_data, select_rows
+from hms.data.prepare import add_labels, assign_folds, load_prepared, prepare_data
+from hms.data.sampling import select_rows
 
 
 def test_folds_are_patient_grouped_stratified_and_reproducible(real_hms):
@@ -22,14 +23,6 @@ def test_folds_are_patient_grouped_stratified_and_reproducible(real_hms):
         assert (mix - overall).abs().max() < 0.05, (k, mix)
     np.testing.assert_array_equal(fold, assign_folds(rows, 5, seed=42))
     assert not np.array_equal(fold, assign_folds(rows, 5, seed=7))
-
-
-def test_dedup_keeps_the_most_central_window():
-    rows = pd.DataFrame({"eeg_id": [1, 1, 1, 1, 2], "eeg_label_offset_seconds": [0.0, 10, 20, 4, 0],
-                         **{c: [3, 3, 3, 0, 1] for c in VOTE_COLUMNS}})
-    rows.loc[3, "seizure_vote"] = 5  # a different vote vector on EEG 1
-    kept = mark_kept(rows)
-    assert kept.tolist() == [False, True, False, True, True]
 
 
 @pytest.fixture
@@ -61,8 +54,8 @@ def test_cache_slices_equal_the_parquet_values(small_layout, real_hms):
     np.testing.assert_array_equal(item["spec"].numpy(), np.nan_to_num(spec))
     assert item["eeg"].shape == (20, 10000) and item["spec"].shape == (300, 400)
     assert item["target"].sum().item() == pytest.approx(1.0) and item["n_votes"].item() in (3, 13)
-    assert select_rows(prepared.rows, 0, "val", min_votes=10).size + select_rows(
-        prepared.rows, 0, "train", min_votes=10).size == 5
+    assert select_rows(prepared.rows, 0, "val", 10, "vote_vector").size + select_rows(
+        prepared.rows, 0, "train", 10, "vote_vector").size == 5
 
 
 def test_cache_rebuild_is_skipped_when_up_to_date(small_layout):

@@ -3,7 +3,6 @@ inputs, refuses misaligned files, and its script fits and applies blend.json."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

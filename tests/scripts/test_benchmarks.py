@@ -3,7 +3,6 @@ speed goals do not belong in timed tests), and their equality checks between the
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.helpers import SCRIPTS
 

@@ -3,7 +3,6 @@ real 10+ vote rows, and every class carries its defining morphology."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

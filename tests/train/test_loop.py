@@ -3,7 +3,6 @@ loggers, distributed equality, config composition and overfitting a tiny batch."
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,20 +100,6 @@ def test_loggers_write_locally(small_set, tmp_path, logger, monkeypatch):
         assert list(tmp_path.rglob(".neptune")) or list(tmp_path.rglob("offline"))
 
 
-def test_every_model_size_and_data_composes():
-    with initialize_config_dir(CONF, version_base="1.3"):
-        for data in ("synthetic", "kaggle"):
-            for model in ("fusion", "wavenet", "stft", "spec_attn"):
-                for size in ("tiny", "published_hgnet", "published_effnet"):
-                    cfg = compose("config", overrides=[f"data={data}", f"model={model}", f"size={size}", "name=x"])
-                    assert cfg.model._target_.startswith("hms.models.")
-                    if size == "tiny":
-                        assert isinstance(instantiate(cfg.model), torch.nn.Module)
-        for experiment in ("hms15_hgnet", "hms15_effnet"):
-            cfg = compose("config", overrides=[f"experiment={experiment}", "name=x"])
-            assert cfg.optim.lr == 1e-4 and cfg.trainer.epochs == 14 and cfg.data.pretrain_epochs == 2
-
-
 def test_overfitting_a_tiny_batch_drives_the_loss_near_zero():
     torch.manual_seed(0)
     with initialize_config_dir(CONF, version_base="1.3"):
@@ -153,3 +138,26 @@ def test_two_ddp_processes_match_one(small_set, tmp_path):
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(a[list(PRED_COLUMNS)], b[list(PRED_COLUMNS)], atol=1e-4)
     assert one.stdout.strip().splitlines()[-1].startswith("run_dir: ")
+
+
+def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(small_set, tmp_path, capsys):
+    run(small_set, tmp_path / "first", *QUICK, "trainer.ema_decay=null")
+    first = load(tmp_path / "first/checkpoint.pt")
+    # lr 0: the second stage's one step leaves the weights where the first stage ended
+    run(small_set, tmp_path / "second", *QUICK, "trainer.ema_decay=null", "trainer.max_steps=1", "optim.lr=0",
+        f"init_from={tmp_path / 'first/checkpoint.pt'}")
+    second = load(tmp_path / "second/checkpoint.pt")
+    for key, value in first["model"].items():
+        torch.testing.assert_close(second["train_model"][key], value, rtol=0, atol=0)
+    assert first["scheduler"]["last_epoch"] == 4 and second["scheduler"]["last_epoch"] == 1  # a fresh schedule
+    steps = {float(s["step"]) for s in second["optimizer"]["state"].values()}
+    assert steps == {1.0} and {float(s["step"]) for s in first["optimizer"]["state"].values()} == {4.0}
+    # without init_from, the same seed starts elsewhere
+    run(small_set, tmp_path / "fresh", *QUICK, "trainer.ema_decay=null", "trainer.max_steps=1", "optim.lr=0")
+    fresh = load(tmp_path / "fresh/checkpoint.pt")
+    assert any(not torch.equal(fresh["train_model"][k], v) for k, v in first["model"].items())
+    with pytest.raises(ValueError, match="checkpoint.pt: its weights do not fit this model"):
+        run(small_set, tmp_path / "other", "model=wavenet", "trainer.max_steps=1",
+            f"init_from={tmp_path / 'first/checkpoint.pt'}")
+    with pytest.raises(FileNotFoundError, match="missing.pt: init_from checkpoint not found"):
+        run(small_set, tmp_path / "other", *QUICK, f"init_from={tmp_path / 'missing.pt'}")

@@ -1,0 +1,36 @@
+"""Row selection: de-duplication rules, splits, vote thresholds and quality stages."""
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from hms.data.sampling import dedup_mask, keep_central_per_vote_vector, select_rows, stage_min_votes
+from hms.layout import VOTE_COLUMNS
+
+
+def test_dedup_keeps_the_most_central_window():
+    rows = pd.DataFrame({"eeg_id": [1, 1, 1, 1, 2], "eeg_label_offset_seconds": [0.0, 10, 20, 4, 0],
+                         **{c: [3, 3, 3, 0, 1] for c in VOTE_COLUMNS}})
+    rows.loc[3, "seizure_vote"] = 5  # a different vote vector on EEG 1
+    kept = keep_central_per_vote_vector(rows)
+    assert kept.tolist() == [False, True, False, True, True]
+    assert dedup_mask(rows, "none").all()
+    with pytest.raises(ValueError, match="dedup rule 'central' is not one of"):
+        dedup_mask(rows, "central")
+
+
+def test_select_rows_splits_by_fold_and_votes():
+    rows = pd.DataFrame({"eeg_id": np.arange(6), "eeg_label_offset_seconds": 0.0, "fold": [0, 0, 1, 1, 2, 2],
+                         "n_votes": [3, 12, 3, 12, 3, 12], **{c: 1 for c in VOTE_COLUMNS}})
+    assert select_rows(rows, 0, "val", 1, "none").tolist() == [0, 1]
+    assert select_rows(rows, 0, "train", 10, "none").tolist() == [3, 5]
+    assert select_rows(rows, -1, "train", 10, "vote_vector").tolist() == [1, 3, 5]  # fold -1: everything
+    with pytest.raises(ValueError, match="split must be train or val"):
+        select_rows(rows, 0, "test", 1, "none")
+
+
+def test_stages_set_the_vote_threshold_epoch_by_epoch():
+    sampling = OmegaConf.create({"train_min_votes": 10, "stages": [{"epochs": 2, "min_votes": 1},
+                                                                    {"epochs": 1, "min_votes": 5}]})
+    assert [stage_min_votes(sampling, e) for e in range(5)] == [1, 1, 5, 10, 10]
+    assert stage_min_votes(OmegaConf.create({"train_min_votes": 7, "stages": []}), 0) == 7

@@ -1,0 +1,57 @@
+"""Every option of every config group composes; every model family builds under every size and keeps
+the model contract (hms/models/__init__.py). The lists come from conf/, never from this file."""
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from tests.helpers import MODELS, REPO, SIZES, compose_config, input_batch, options
+
+GROUPS = [g.name for g in sorted((REPO / "conf").iterdir()) if g.is_dir() and g.name not in ("hydra", "extractor")]
+
+
+@pytest.mark.parametrize("choice", [f"{g}={o}" for g in GROUPS for o in options(g)])
+def test_every_option_composes(choice):
+    cfg = compose_config(choice, "name=x")
+    assert cfg.model._target_ and cfg.sampling.val_min_votes == 10
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("family", MODELS)
+def test_every_family_builds_under_every_size(family, size):
+    cfg = compose_config(f"model={family}", f"size={size}", "name=x")
+    model = instantiate(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    weights = getattr(model, "loss_weights", {})
+    assert set(weights) <= {"main"} | set(getattr(model, "extractors", {}))
+
+
+@pytest.mark.parametrize("family", MODELS)
+def test_every_family_keeps_the_model_contract(family):
+    torch.manual_seed(0)
+    model = instantiate(compose_config(f"model={family}", "name=x").model)
+    out = model(input_batch(2))
+    assert set(out) == {"logits", "aux"} and out["logits"].shape == (2, 6)
+    assert all(v.shape == (2, 6) for v in out["aux"].values())
+    loss = out["logits"].sum() + sum(v.sum() for v in out["aux"].values())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert not missing, missing
+    if hasattr(model, "forward_features"):  # an extractor: forward is head(forward_features)
+        features = model.forward_features(input_batch(2))
+        assert features.shape == (2, model.num_features) and model.head.out_features == 6
+
+
+def test_the_published_recipes_compose_with_their_numbers():
+    for experiment in options("experiment"):
+        cfg = compose_config(f"experiment={experiment}")
+        assert cfg.name == experiment  # runs and blend inputs are named after the recipe
+    cfg = compose_config("experiment=hms15_hgnet")
+    assert cfg.optim.lr == 1e-4 and cfg.trainer.epochs == 14 and cfg.sampling.train_min_votes == 10
+    assert list(cfg.sampling.stages) == [{"epochs": 2, "min_votes": 1}]
+    assert cfg.model.extractors.wavenet.backbone == "hgnetv2_b4"
+    assert compose_config("experiment=hms15_effnet").model.extractors.spec_attn.backbone == "tf_efficientnetv2_b0"
+
+
+def test_a_misspelt_override_fails():
+    with pytest.raises(Exception, match="sampling.train_min_vote"):
+        compose_config("sampling.train_min_vote=3")
