@@ -1,0 +1,1 @@
+"""After training: blending out-of-fold predictions (blend) and inference over a test folder (predict)."""

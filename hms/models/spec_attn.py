@@ -71,10 +71,12 @@ def edge_dropout(images: torch.Tensor, max_fraction: float) -> torch.Tensor:
 class SpecAttnExtractor(nn.Module):
     def __init__(self, backbone: str = "test_efficientnet_gn", pretrained: bool = False,
                  weights_path: str | None = None, pool=(1, 1), gated: bool = False, hidden: int = 128,
-                 attention_dropout: float = 0.1, edge_dropout: float = 0.25, stem_stride=None):
+                 attention_dropout: float = 0.1, edge_dropout: float = 0.25, stem_stride=None,
+                 drop_path_rate: float = 0.0):
         super().__init__()
         self.pool = tuple(pool)
-        self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride)
+        self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride,
+                                        drop_path_rate=drop_path_rate)
         self.num_features = self.backbone.num_features
         self.attention = AttentionPool(self.num_features, hidden, gated, attention_dropout)
         self.edge_dropout = edge_dropout

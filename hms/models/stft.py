@@ -27,7 +27,7 @@ class STFTExtractor(nn.Module):
                  fmax: float = 40.0, trainable: bool = True, clamp=(0.0, 20.0), center: float = 7.5,
                  stack_order=None, columns: int = 2, backbone: str = "test_efficientnet_gn",
                  pretrained: bool = False, weights_path: str | None = None, stem_stride=None,
-                 rate: int = 200):
+                 drop_path_rate: float = 0.0, rate: int = 200):
         super().__init__()
         self.frontend = SignalFrontEnd(montage, filter, clip, scale)
         n_diffs = self.frontend.montage.num_differences
@@ -42,7 +42,8 @@ class STFTExtractor(nn.Module):
                              f"into {columns} columns")
         self.stft = BandLimitedSTFT(n_fft, win_length, hop_length, self.n_bins, trainable, rate)
         self.clamp, self.center, self.columns = tuple(clamp), center, columns
-        self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride)
+        self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride,
+                                        drop_path_rate=drop_path_rate)
         self.num_features = self.backbone.num_features
         self.head = nn.Linear(self.num_features, 6)
 

@@ -63,13 +63,15 @@ class WaveNetExtractor(nn.Module):
     def __init__(self, montage: str = "groups24", filter: str = "lowpass50", clip: float = 1024,
                  scale: float = 32, channels=(4, 8, 12, 16, 20, 24, 24), layers=(15, 12, 10, 8, 5, 3, 1),
                  downsample: int = 5, input_pool: int = 1, backbone: str = "test_efficientnet_gn",
-                 pretrained: bool = False, weights_path: str | None = None, stem_stride=None):
+                 pretrained: bool = False, weights_path: str | None = None, stem_stride=None,
+                 drop_path_rate: float = 0.0):
         super().__init__()
         self.frontend = SignalFrontEnd(montage, filter, clip, scale)
         self.groups = self.frontend.montage.groups
         self.input_pool = input_pool  # >1 averages the signal first (cheap CPU sizes only)
         self.wavenets = nn.ModuleList(WaveNet(channels, layers, downsample) for _ in self.groups)
-        self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride)
+        self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride,
+                                        drop_path_rate=drop_path_rate)
         self.num_features = self.backbone.num_features
         self.head = nn.Linear(self.num_features, 6)
 

@@ -4,8 +4,8 @@ floor (oracle.csv).
 
 Structure, as in the real data: a patient has recordings; a recording is one spectrogram that 1-3
 EEGs (consecutive chunks of it) share; an EEG carries 1-3 annotations (vote draws), each labelling
-1-6 overlapping 50 s sub-windows. Each EEG has one state (synthetic_labels.py) that sets both its
-waveforms (synthetic_signals.py) and its true vote probabilities.
+1-6 overlapping 50 s sub-windows. Each EEG has one state (labels.py) that sets both its
+waveforms (signals.py) and its true vote probabilities.
 """
 import json
 import shutil

@@ -1,0 +1,1 @@
+"""Training: the loop (loop), losses, batch augmentation, schedule, sampler, checkpoints, DDP helpers."""

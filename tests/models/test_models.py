@@ -136,3 +136,11 @@ def test_backbone_returns_pooled_features_or_the_feature_map_and_passes_drop_rat
     # hgnetv2's head conv widens the map as well as the pooled vector: num_features says so in both
     hgnet = create_backbone("hgnetv2_b0", 1, global_pool="").eval()
     assert hgnet(torch.randn(1, 1, 64, 64)).shape[1] == hgnet.num_features == 2048
+
+
+@pytest.mark.parametrize("extractor", ["wavenet", "stft", "spec_attn"])
+def test_drop_path_rate_reaches_each_extractors_backbone(extractor):
+    fusion = model("fusion", "tiny", f"model.extractors.{extractor}.drop_path_rate=0.2")
+    rates = {name: max([m.drop_prob for m in e.backbone.modules() if type(m).__name__ == "DropPath"], default=0)
+             for name, e in fusion.extractors.items()}
+    assert rates[extractor] > 0.1 and all(r == 0 for n, r in rates.items() if n != extractor)

@@ -1,5 +1,6 @@
 """The on-device signal front-ends: montages and how flips act on them, filters, STFT and mel spectra
 against their CPU references (scipy, torch.stft, librosa)."""
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -71,7 +72,6 @@ def test_band_limited_stft_equals_torch_stft():
 
 
 def test_device_mel_equals_librosa_melspectrogram_and_power_to_db():
-    librosa = pytest.importorskip("librosa")
     x = np.cumsum(np.random.default_rng(1).standard_normal((2, 3000)), axis=-1).astype(np.float32)
     for center in (True, False):
         mel = MelSpectrogram(center=center)  # Chris Deotte's recipe: 1024 / 128 / 39, 128 mels 0-20 Hz
