@@ -36,6 +36,15 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def no_backbone_weights(node):
+    """A model config with every backbone set to random init: the checkpoint's weights replace them anyway,
+    and an offline notebook must not try to fetch ImageNet weights for a model it already holds."""
+    if isinstance(node, dict):
+        return {k: (False if k == "pretrained" else None if k == "weights_path" else no_backbone_weights(v))
+                for k, v in node.items()}
+    return [no_backbone_weights(v) for v in node] if isinstance(node, list) else node
+
+
 def load_model(path, device="cpu") -> tuple[str, dict, torch.nn.Module]:
     """(name, resolved config, model in eval mode) from a checkpoint.pt written by the training loop."""
     path = Path(path)
@@ -44,7 +53,7 @@ def load_model(path, device="cpu") -> tuple[str, dict, torch.nn.Module]:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
         config = state["config"]
-        model = instantiate(OmegaConf.create(config["model"]))
+        model = instantiate(OmegaConf.create(no_backbone_weights(config["model"])))
         model.load_state_dict(state["model"])
     except KeyError as error:
         raise CheckpointError(f"{path}: no {error} entry (not a checkpoint of this codebase)") from None

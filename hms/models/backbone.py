@@ -18,22 +18,22 @@ def create_backbone(name: str, in_chans: int = 1, pretrained: bool = False, weig
     .num_features either way. drop_rate is the dropout before the (removed) classifier, drop_path_rate
     the stochastic depth of the blocks, both as timm defines them.
 
-    pretrained=True downloads from the hub, which needs a network: with HF_HUB_OFFLINE=1 it fails at
-    once with one line instead of retrying. weights_path loads a local file instead (a state dict or a
-    timm checkpoint; the first conv is adapted to in_chans by summing over input channels).
+    pretrained=True takes timm's default weights of `name` from the Hugging Face cache, or downloads them;
+    offline (HF_HUB_OFFLINE=1) with nothing cached it fails at once with one line. weights_path loads a
+    local file instead (a state dict or a timm checkpoint; the first conv is adapted to in_chans by
+    summing over input channels).
     stem_stride replaces the stride of the first convolution (e.g. 1 or (1, 2) for long time axes).
     """
-    if pretrained and os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise BackboneError(f"pretrained weights for {name!r} need a download but HF_HUB_OFFLINE=1: set "
-                            "pretrained=false and weights_path=<local file> instead")
     try:
         model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans,
                                   global_pool=global_pool, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
     except RuntimeError as error:  # timm: unknown model
         raise BackboneError(f"timm cannot build {name!r}: {str(error).splitlines()[0]}") from None
-    except OSError as error:  # hub unreachable
-        raise BackboneError(f"could not download weights for {name!r} ({str(error).splitlines()[0]}); "
-                            "use weights_path=<local file>") from None
+    except OSError as error:  # not cached, and the hub unreachable or HF_HUB_OFFLINE=1
+        offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise BackboneError(f"pretrained weights for {name!r} are not in the local cache and cannot be "
+                            f"downloaded{offline}: pre-download them (README, 'Pretrained weights offline'), "
+                            "give the extractor's weights_path=<local file>, or run with pretrained=false") from None
     # Some heads (hgnetv2) project the features before the classifier (pooled or not): what forward()
     # returns with num_classes=0 is head_hidden_size wide, and that is what the extractors must size for.
     model.num_features = getattr(model, "head_hidden_size", None) or model.num_features

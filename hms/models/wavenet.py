@@ -64,7 +64,7 @@ class WaveNetExtractor(nn.Module):
                  scale: float = 32, channels=(4, 8, 12, 16, 20, 24, 24), layers=(15, 12, 10, 8, 5, 3, 1),
                  downsample: int = 5, input_pool: int = 1, backbone: str = "test_efficientnet_gn",
                  pretrained: bool = False, weights_path: str | None = None, stem_stride=None,
-                 drop_path_rate: float = 0.0):
+                 drop_path_rate: float = 0.0, feature_dropout: float = 0.0):
         super().__init__()
         self.frontend = SignalFrontEnd(montage, filter, clip, scale)
         self.groups = self.frontend.montage.groups
@@ -73,6 +73,7 @@ class WaveNetExtractor(nn.Module):
         self.backbone = create_backbone(backbone, 1, pretrained, weights_path, stem_stride,
                                         drop_path_rate=drop_path_rate)
         self.num_features = self.backbone.num_features
+        self.dropout = nn.Dropout(feature_dropout)
         self.head = nn.Linear(self.num_features, 6)
 
     def image(self, eeg: torch.Tensor) -> torch.Tensor:
@@ -87,7 +88,7 @@ class WaveNetExtractor(nn.Module):
         return stack_image(torch.cat(per_group, dim=1))
 
     def forward_features(self, batch: dict) -> torch.Tensor:
-        return self.backbone(self.image(batch["eeg"]))
+        return self.dropout(self.backbone(self.image(batch["eeg"])))
 
     def forward(self, batch: dict) -> dict:
         return {"logits": self.head(self.forward_features(batch)), "aux": {}}

@@ -1,10 +1,14 @@
-"""Zero-phase filters on the device, in fp32: the FFT of the signal times |H(f)|^2 of the digital
-Butterworth filter (what scipy's butter + sosfiltfilt applies: a filter run forward and back applies
-|H| twice), back with the inverse FFT. Batched, exact in phase, no recursion, so it runs as fast on a
-GPU as a matmul.
+"""Butterworth filters on the device, in fp32, batched on any leading dims, without recursion, so they run as
+fast on a GPU as a matmul. Two kinds:
 
-The FFT treats the window as periodic; like filtfilt, the signal is first extended at both ends by
-its odd reflection, so the wrap-around lands in the extension and is cropped away."""
+- zero-phase (the default, and the fixed option): the FFT of the signal times |H(f)|^2 of the digital Butterworth
+  filter (what scipy's butter + sosfiltfilt applies: a filter run forward and back applies |H| twice), back with
+  the inverse FFT. Exact in phase. The FFT treats the window as periodic; like filtfilt, the signal is first
+  extended at both ends by its odd reflection, so the wrap-around lands in the extension and is cropped away.
+- causal (`"causal": True` in a preset): one forward pass from zero state, what scipy.signal.lfilter(b, a, x)
+  applies: |H| once, with the filter's phase lag and a start-up transient at the window's first samples. It
+  exists to reproduce the 15th-place HMS recipe as published (lfilter of butter(4, 50, fs=200) on each window);
+  done as a linear convolution with the truncated impulse response, by FFT."""
 import math
 
 import numpy as np
@@ -15,7 +19,8 @@ from torch import nn
 ORDER = 4
 PRESETS = {
     "none": {},
-    "lowpass50": {"low": None, "high": 50.0},                    # 15th place
+    "lowpass50": {"low": None, "high": 50.0},                    # 15th place, zero-phase
+    "lowpass50_causal": {"high": 50.0, "causal": True},           # 15th place as published (lfilter)
     "bandpass0.5-20": {"low": 0.5, "high": 20.0},                 # 3rd place
     "band1-70_notch60": {"low": 1.0, "high": 70.0, "notch": 60.0},  # 16th place
     "notch50": {"notch": 50.0},
@@ -46,6 +51,18 @@ def power_response(sos: np.ndarray, freqs: np.ndarray, rate: float) -> np.ndarra
     return gain
 
 
+def impulse_response(sos: np.ndarray, rate: float, rel_tol: float = 1e-9, max_seconds: float = 60.0) -> np.ndarray:
+    """The impulse response of cascaded second-order sections, cut after its last sample above `rel_tol` of its
+    peak: the tail past it changes a convolution by less than that fraction of the signal's amplitude."""
+    impulse = np.zeros(int(max_seconds * rate))
+    impulse[0] = 1.0
+    response = scipy_signal.sosfilt(sos, impulse)
+    above = np.flatnonzero(np.abs(response) >= rel_tol * np.abs(response).max())
+    if above[-1] >= len(response) - 1:
+        raise ValueError(f"the impulse response has not decayed to {rel_tol:g} of its peak in {max_seconds} s")
+    return response[:above[-1] + 1]
+
+
 def fast_length(n: int) -> int:
     """The smallest 2^a, 5 * 2^a or 25 * 2^a >= n: FFT lengths 2-6x faster than most others."""
     return min(k * 2 ** max(0, math.ceil(math.log2(n / k))) for k in (1, 5, 25))
@@ -60,29 +77,51 @@ def odd_extend(x: torch.Tensor, left_pad: int, right_pad: int) -> torch.Tensor:
 
 
 class SpectralFilter(nn.Module):
-    """`pad_seconds` of odd extension at each end keep the periodic FFT's wrap-around out of the window."""
+    """A preset's Butterworth filter applied along the last dim, zero-phase or, with `"causal": True`, causal
+    (scipy's lfilter from zero state; see the module docstring). `pad_seconds` of odd extension at each end keep
+    the zero-phase FFT's wrap-around out of the window."""
 
     def __init__(self, preset: str = "none", rate: float = 200.0, pad_seconds: float = 2.0):
         super().__init__()
         if preset not in PRESETS:
             raise ValueError(f"filter {preset!r} is not one of {sorted(PRESETS)}")
         self.preset, self.rate, self.pad = preset, rate, int(pad_seconds * rate)
-        self.sections = butterworth_sections(rate=rate, **PRESETS[preset])
-        self._gains = {}  # (length, device) -> |H|^2, computed once per window length
+        options = dict(PRESETS[preset])
+        self.causal = options.pop("causal", False)  # how to apply the filter, not a parameter of butter
+        self.sections = butterworth_sections(rate=rate, **options)
+        # lowpass50_causal: 53 taps (after those its impulse response stays below 1e-9 of its peak)
+        self.taps = impulse_response(self.sections, rate) if self.causal else None
+        self._gains = {}  # (length, device) -> what the length's rfft is multiplied by, computed once
 
     def gain(self, n: int, device) -> torch.Tensor:
+        """For a length-n rfft: |H|^2 (zero-phase, real) or the spectrum of the zero-padded taps (causal)."""
         key = (n, str(device))
         if key not in self._gains:
-            gain = power_response(self.sections, np.fft.rfftfreq(n, d=1 / self.rate), self.rate)
-            self._gains[key] = torch.tensor(gain, dtype=torch.float32, device=device)
+            if self.causal:
+                gain = torch.tensor(np.fft.rfft(self.taps, n=n), dtype=torch.complex64, device=device)
+            else:
+                gain = torch.tensor(power_response(self.sections, np.fft.rfftfreq(n, d=1 / self.rate), self.rate),
+                                    dtype=torch.float32, device=device)
+            self._gains[key] = gain
         return self._gains[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.sections) == 0:
             return x
+        return self.causal_pass(x.float()) if self.causal else self.zero_phase(x.float())
+
+    def zero_phase(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[-1]
         extra = min(fast_length(n + 2 * self.pad), n + 2 * (n - 1)) - n  # at least `pad` on each side
-        extended = odd_extend(x.float(), extra // 2, extra - extra // 2)
+        extended = odd_extend(x, extra // 2, extra - extra // 2)
         spectrum = torch.fft.rfft(extended).mul_(self.gain(extended.shape[-1], x.device))  # in place: a big tensor
         filtered = torch.fft.irfft(spectrum, n=extended.shape[-1])
         return filtered[..., extra // 2:extra // 2 + n]
+
+    def causal_pass(self, x: torch.Tensor) -> torch.Tensor:
+        """x convolved with the taps; zero-padding to n + taps - 1 keeps the FFT's wrap-around out of the first n
+        samples, which are then lfilter's output from zero state."""
+        n = x.shape[-1]
+        length = fast_length(n + len(self.taps) - 1)
+        spectrum = torch.fft.rfft(x, n=length).mul_(self.gain(length, x.device))
+        return torch.fft.irfft(spectrum, n=length)[..., :n]

@@ -14,18 +14,29 @@ from torch import nn
 
 class BandLimitedSTFT(nn.Module):
     """|STFT|^2 [N, n_bins, frames] of signals [N, T] as a strided conv1d with nnAudio's Fourier kernels
-    (trainable if asked), keeping only what the image uses: FFT bins 0..n_bins-1 (EEG needs 0-20/40 Hz
-    of 100) and the win_length samples of each kernel where the window is non-zero (nnAudio pads the
-    window to n_fft). Same frames as torch.stft(center=False), 3-8x less work than the full conv."""
+    (trainable if asked). Same frames as torch.stft(center=False).
 
-    def __init__(self, n_fft: int, win_length: int, hop_length: int, n_bins: int, trainable: bool = False,
-                 rate: int = 200):
+    freq_scale "no": the FFT bins 0..n_bins-1 only (EEG needs 0-20/40 Hz of 100), 3-8x less work than
+    the full conv. freq_scale "linear": nnAudio's linear scale, n_fft//2+1 bins spread evenly over
+    0..fmax (what the 15th-place STFT used: 56 bins 0.714 Hz apart for n_fft 110 at 40 Hz).
+    full_kernels False keeps only the win_length samples of each kernel where the window is non-zero
+    (nnAudio pads the window to n_fft); True keeps all n_fft, as nnAudio's trainable STFT does, so
+    training can grow them outside the window."""
+
+    def __init__(self, n_fft: int, win_length: int, hop_length: int, n_bins: int | None = None,
+                 trainable: bool = False, rate: int = 200, freq_scale: str = "no", fmax: float | None = None,
+                 window: str = "hann", full_kernels: bool = False):
         super().__init__()
-        full = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, freq_scale="no", center=False,
+        if freq_scale not in ("no", "linear"):
+            raise ValueError(f"freq_scale must be 'no' (FFT bins) or 'linear' (nnAudio), not {freq_scale!r}")
+        full = STFT(n_fft=n_fft, win_length=win_length, hop_length=hop_length, freq_scale=freq_scale,
+                    fmin=0, fmax=fmax if freq_scale == "linear" else rate / 2, window=window, center=False,
                     sr=rate, trainable=False, output_format="Complex", verbose=False)
-        self.n_fft, self.hop, self.start = n_fft, hop_length, (n_fft - win_length) // 2
+        n_bins = n_bins if freq_scale == "no" else n_fft // 2 + 1
+        width = n_fft if full_kernels else win_length
+        self.n_fft, self.hop, self.start = n_fft, hop_length, (n_fft - width) // 2
         for name in ("wsin", "wcos"):
-            kernel = getattr(full, name)[:n_bins, :, self.start:self.start + win_length].detach().clone()
+            kernel = getattr(full, name)[:n_bins, :, self.start:self.start + width].detach().clone()
             if trainable:
                 setattr(self, name, nn.Parameter(kernel))
             else:

@@ -144,3 +144,74 @@ def test_drop_path_rate_reaches_each_extractors_backbone(extractor):
     rates = {name: max([m.drop_prob for m in e.backbone.modules() if type(m).__name__ == "DropPath"], default=0)
              for name, e in fusion.extractors.items()}
     assert rates[extractor] > 0.1 and all(r == 0 for n, r in rates.items() if n != extractor)
+
+
+def test_published_restack_lays_adjacent_rows_end_to_end():
+    image = torch.arange(2 * 1 * 8 * 5, dtype=torch.float32).view(2, 1, 8, 5)
+    out = restack(image, 2, "adjacent")
+    assert out.shape == (2, 1, 4, 10)
+    for r in range(4):  # new row r = old row 2r, then old row 2r + 1
+        torch.testing.assert_close(out[:, :, r], torch.cat([image[:, :, 2 * r], image[:, :, 2 * r + 1]], dim=-1))
+    with pytest.raises(ValueError, match="restack layout"):
+        restack(image, 2, "diagonal")
+
+
+def test_nnaudio_linear_scale_stft_of_the_15th_place():
+    fine = STFTExtractor(n_fft=110, win_length=64, hop_length=23, fmax=40, freq_scale="linear", window="cosine",
+                         full_kernels=True, restack="adjacent", montage="groups24")
+    coarse = STFTExtractor(n_fft=190, win_length=96, hop_length=24, fmax=40, freq_scale="linear", window="hann",
+                           full_kernels=True, restack="adjacent", montage="groups24")
+    assert (fine.n_bins, coarse.n_bins) == (56, 96)
+    assert sum(p.numel() for p in fine.stft.parameters()) == 12_320  # 56 bins x 110 samples x (cos, sin)
+    assert sum(p.numel() for p in coarse.stft.parameters()) == 36_480
+    assert fine.image(torch.randn(1, 20, 10000)).shape == (1, 1, 672, 862)
+    assert coarse.image(torch.randn(1, 20, 10000)).shape == (1, 1, 1152, 818)
+    # bins spread evenly over 0-40 Hz: a 10 Hz tone peaks in bin 10 / (40 / 56) = 14
+    t = torch.arange(10000) / 200.0
+    power = fine.stft(torch.sin(2 * torch.pi * 10 * t)[None])[0].mean(dim=1)
+    assert power.argmax().item() == 14
+    # the cosine window is not the hann window: different kernels, same shape
+    hann = STFTExtractor(n_fft=110, win_length=64, hop_length=23, fmax=40, freq_scale="linear", full_kernels=True)
+    assert not torch.allclose(hann.stft.wcos, fine.stft.wcos)
+    assert fine.stft.wcos[:, 0, :23].abs().max() == 0  # zero outside the 64-sample window until trained
+
+
+def test_published_spectrogram_instances_are_linear_differences_z_scored():
+    spec = torch.rand(2, 300, 400) * 5 + 0.1
+    spec[:, :, 100:200] += 10  # RL louder than LL: LL - RL is negative and saturates
+    x = instances(spec, "linear_zscore", (0, 1, 3, 2))  # the 15th-place region order LL, RL, RP, LP
+    assert x.shape == (2, 10, 300, 100) and x.abs().max() <= 16
+    torch.testing.assert_close(x.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(x.std(dim=(1, 2, 3), correction=0), torch.ones(2), atol=1e-4, rtol=0)
+    # one-sided: LL - RL is negative everywhere, so instance 4 is log(e^-7) everywhere, a constant
+    assert x[0, 4].std() < 1e-5 and x[0, 4, 0, 0] < x[0, 0].min()
+    # instance 2 is RP, the input's column block 3 (the 15th-place order), and instance 3 is LP: their
+    # z-scored difference is log RP - log LP over one common std
+    z = torch.log(spec[0, :, 300:400]) - torch.log(spec[0, :, 200:300])
+    ratio = (x[0, 2] - x[0, 3]) / z
+    assert ratio.std() < 1e-3 * ratio.abs().mean()
+    with pytest.raises(ValueError, match="instance_mode"):
+        instances(spec, "zscore")
+
+
+def test_attention_weight_dropout_without_renormalising_scales_survivors():
+    torch.manual_seed(0)
+    pool = AttentionPool(8, hidden=16, dropout=0.5, renormalise=False).train()
+    x = torch.randn(64, 10, 8)
+    w_eval = pool.eval().weights(x)
+    w_train = pool.train().weights(x)
+    kept = w_train > 0
+    torch.testing.assert_close(w_train[kept], 2 * w_eval[kept])  # inverted dropout: x 1 / (1 - 0.5)
+    assert 0.4 < kept.float().mean() < 0.6 and not torch.allclose(w_train.sum(dim=1), torch.ones(64))
+
+
+@pytest.mark.parametrize("name, rate", [("wavenet", 0.1), ("stft", 0.5)])
+def test_feature_dropout_acts_on_the_extractor_features(name, rate):
+    m = model(name, "tiny", f"model.feature_dropout={rate}")
+    b = batch()
+    m.train()
+    torch.manual_seed(0)
+    features = m.forward_features(b)
+    assert 0 < (features == 0).float().mean() < 2 * rate + 0.1
+    m.eval()
+    assert (m.forward_features(b) != 0).float().mean() > 0.99
