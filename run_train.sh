@@ -3,7 +3,7 @@
 # predict the test set, and score it when the data set has a solution.
 #
 #   ./run_train.sh [--quick] [--launcher basic|local_parallel|slurm] [--data-root DIR]
-#                  [--experiments "hms15_hgnet hms15_effnet"] [--folds 0,1,2,3,4] [--full-fit]
+#                  [--experiments "hms15_cfg1 hms15_cfg5"] [--folds 0,1,2,3,4] [--full-fit] [--no-pretrain]
 #                  [--out DIR] [-- extra hydra overrides]
 #
 # --launcher (or LAUNCHER=): basic runs the jobs one after the other, local_parallel through joblib
@@ -15,6 +15,9 @@
 #   the fold checkpoints of that name at prediction time.
 # Each model's runs go to OUT/train/<name>/fold<k> with name = the experiment (or the quick model), so
 # two experiments sharing a model choice do not overwrite each other.
+# A recipe with a pretrain stage (hms15_*: conf/stage/hms15_pretrain.yaml) runs it first, fold by fold,
+# under OUT/pretrain/<name>/fold<k>; the main run of each fold then starts from that fold's weights
+# (init_from) with a fresh optimizer and schedule, as the authors did. --no-pretrain skips it.
 # Paths (--out, --data-root, QUICK_ROOT, PYTHON) are relative to the directory you launch from.
 #
 # --quick runs the whole chain on the embedded synthetic set in minutes on a CPU: two tiny models
@@ -30,12 +33,13 @@ absolute() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; 
 # A value for a Hydra override, quoted so that commas, spaces or '=' in a path stay one string.
 quote() { local s=${1//\'/\\\'}; printf "'%s'" "$s"; }
 
-quick=0; launcher=${LAUNCHER:-basic}; data_root=""; experiments=""; folds=""; full_fit=0
+quick=0; launcher=${LAUNCHER:-basic}; data_root=""; experiments=""; folds=""; full_fit=0; pretrain=1
 out=""; extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --full-fit) full_fit=1 ;;
+    --no-pretrain) pretrain=0 ;;
     --launcher|--data-root|--experiments|--folds|--out)
       [ $# -ge 2 ] && [ -n "$2" ] || usage "$1 needs a value"
       case "$1" in
@@ -87,7 +91,7 @@ if [ "$quick" = 1 ]; then
   [ -n "${QUICK_BATCH:-}" ] && common+=("trainer.batch_size=$QUICK_BATCH")
   [ -n "${QUICK_WORKERS:-}" ] && common+=("data.num_workers=$QUICK_WORKERS")
 else
-  for e in ${experiments:-hms15_hgnet}; do names+=("$e"); overrides+=("experiment=$e"); done
+  for e in ${experiments:-hms15_cfg1}; do names+=("$e"); overrides+=("experiment=$e"); done
   folds=${folds:-0,1,2,3,4}
   if [ -n "$data_root" ]; then
     root=$data_root; common+=("data=kaggle" "data.root=$(quote "$root")")
@@ -109,12 +113,26 @@ done
 
 mkdir -p "$out"
 echo "== train: ${overrides[*]} x folds $folds -> $out/train"
+# The pretrain stage a recipe runs before its main one (none for the others).
+pretrain_stage() { case $1 in experiment=hms15_*) echo hms15_pretrain ;; esac; }
 for i in "${!names[@]}"; do
-  n=${names[$i]}; m=${overrides[$i]}
-  "$PY" train.py -m "$m" "name=$n" "fold=$folds" "${common[@]}" ${extra[@]+"${extra[@]}"} \
+  n=${names[$i]}; m=${overrides[$i]}; stage=""; [ "$pretrain" = 1 ] && stage=$(pretrain_stage "$m")
+  start=(); start_full=()
+  if [ -n "$stage" ]; then
+    echo "== pretrain stage $stage: $n x folds $folds -> $out/pretrain"
+    "$PY" train.py -m "$m" "stage=$stage" "fold=$folds" "${common[@]}" ${extra[@]+"${extra[@]}"} \
+        "hydra.sweep.dir=$(quote "$out/pretrain")" "hydra.sweep.subdir=$(quote "$n/fold\${fold}")"
+    start=("init_from=$(quote "$out/pretrain/$n/fold\${fold}/checkpoint.pt")")
+    if [ "$full_fit" = 1 ]; then
+      "$PY" train.py "$m" "stage=$stage" fold=-1 "${common[@]}" ${extra[@]+"${extra[@]}"} \
+          "hydra.run.dir=$(quote "$out/pretrain_full/$n")"
+      start_full=("init_from=$(quote "$out/pretrain_full/$n/checkpoint.pt")")
+    fi
+  fi
+  "$PY" train.py -m "$m" "name=$n" "fold=$folds" "${common[@]}" ${start[@]+"${start[@]}"} ${extra[@]+"${extra[@]}"} \
       "hydra.sweep.dir=$(quote "$out/train")" "hydra.sweep.subdir=$(quote "$n/fold\${fold}")"
   if [ "$full_fit" = 1 ]; then
-    "$PY" train.py "$m" "name=$n" fold=-1 "${common[@]}" ${extra[@]+"${extra[@]}"} \
+    "$PY" train.py "$m" "name=$n" fold=-1 "${common[@]}" ${start_full[@]+"${start_full[@]}"} ${extra[@]+"${extra[@]}"} \
         "hydra.run.dir=$(quote "$out/full/$n")"
   fi
 done

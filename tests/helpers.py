@@ -29,14 +29,6 @@ MODELS, SIZES = options("model"), options("size")
 
 
 def input_batch(n: int = 2, names=None, seed: int = 0) -> dict:
-    """A batch holding a random window of every declared input (raw EEG in microvolts, power >= 0)."""
-    import torch
-
-    from hms.data.inputs import INPUTS
-    g = torch.Generator().manual_seed(seed)
-    batch = {}
-    for name, inp in INPUTS.items():
-        if names is None or name in names:
-            shape = (inp.width, inp.length) if inp.channel_major else (inp.length, inp.width)
-            batch[name] = torch.rand(n, *shape, generator=g) * 20 if name != "eeg" else torch.randn(n, *shape, generator=g) * 50
-    return batch
+    """A batch holding a random window of every declared input (or of `names`)."""
+    from hms.data.inputs import INPUTS, random_batch
+    return random_batch(list(INPUTS) if names is None else names, n, seed)

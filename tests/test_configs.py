@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from tests.helpers import MODELS, REPO, SIZES, compose_config, input_batch, options
 
 GROUPS = [g.name for g in sorted((REPO / "conf").iterdir()) if g.is_dir() and g.name not in ("hydra", "extractor")]
+# (experiment presets are checked number by number in tests/recipes/)
 
 
 @pytest.mark.parametrize("choice", [f"{g}={o}" for g in GROUPS for o in options(g)])
@@ -41,15 +42,9 @@ def test_every_family_keeps_the_model_contract(family):
         assert features.shape == (2, model.num_features) and model.head.out_features == 6
 
 
-def test_the_published_recipes_compose_with_their_numbers():
+def test_the_published_recipes_are_named_after_themselves():
     for experiment in options("experiment"):
-        cfg = compose_config(f"experiment={experiment}")
-        assert cfg.name == experiment  # runs and blend inputs are named after the recipe
-    cfg = compose_config("experiment=hms15_hgnet")
-    assert cfg.optim.lr == 1e-4 and cfg.trainer.epochs == 14 and cfg.sampling.train_min_votes == 10
-    assert list(cfg.sampling.stages) == [{"epochs": 2, "min_votes": 1}]
-    assert cfg.model.extractors.wavenet.backbone == "hgnetv2_b4"
-    assert compose_config("experiment=hms15_effnet").model.extractors.spec_attn.backbone == "tf_efficientnetv2_b0"
+        assert compose_config(f"experiment={experiment}").name == experiment  # runs and blend inputs
 
 
 def test_a_misspelt_override_fails():

@@ -22,13 +22,15 @@ class HMSDataset(Dataset):
     [300, 400], ...; NaN repaired to 0 in the cache), target float32 [6], n_votes, eeg_id, label_id,
     row (position in prepared.rows).
     one_window_per_eeg: len = number of EEGs; item i draws one of that EEG's rows each epoch.
+    flip_inputs: the inputs the electrode flips act on (None: all; the 15th place flipped only the EEG).
     time_shift_seconds: every input's window moves by one shift drawn in EEG samples (an input with
     coarser rows moves by the nearest whole row).
     All randomness comes from (seed, epoch, index), so workers, DDP ranks and resumed runs agree.
     """
 
     def __init__(self, prepared: Prepared, row_positions, one_window_per_eeg: bool = False,
-                 time_shift_seconds: float = 0.0, flip_lr_p: float = 0.0, flip_fb_p: float = 0.0, seed: int = 0):
+                 time_shift_seconds: float = 0.0, flip_lr_p: float = 0.0, flip_fb_p: float = 0.0, seed: int = 0,
+                 flip_inputs=None):
         self.prepared = prepared
         rows = prepared.rows.iloc[np.asarray(row_positions, dtype=int)]
         self.positions = np.asarray(row_positions, dtype=int)
@@ -47,10 +49,12 @@ class HMSDataset(Dataset):
         self.label_id = r.label_id.to_numpy()
         self.shift = int(time_shift_seconds * EEG_RATE)
         self.flip_p = {"lr": flip_lr_p, "fb": flip_fb_p}
+        self.flip_inputs = set(self.sources if flip_inputs is None else flip_inputs)
         for name, p in self.flip_p.items():  # an input that cannot flip this way fails here, not mid-epoch
             if p > 0:
                 for s in self.sources.values():
-                    s.input.flip_order([name])
+                    if s.input.name in self.flip_inputs:
+                        s.input.flip_order([name])
         self.seed = seed % 2**32
         self.epoch = 0
 
@@ -70,7 +74,8 @@ class HMSDataset(Dataset):
         item = {}
         for name, source in self.sources.items():
             window = source.window(self.source_ids[name][row], self.offsets[name][row], shift)  # a view
-            item[name] = torch.from_numpy(source.input.flipped_copy(window, source.input.flip_order(flips)))
+            order = source.input.flip_order(flips) if name in self.flip_inputs else None
+            item[name] = torch.from_numpy(source.input.flipped_copy(window, order))
         return item | {
             "target": torch.from_numpy(self.targets[row].copy()),
             "n_votes": self.n_votes[row], "eeg_id": self.eeg_id[row], "label_id": self.label_id[row], "row": row,

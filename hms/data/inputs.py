@@ -45,7 +45,8 @@ class Input:
     pad_past_end: bool      # zero-pad a window that runs past the file's end (else clamp it inside)
     flip_block: int = 1     # flips permute blocks of this many entries along the width axis
     flips: dict = {}        # "lr" / "fb" -> permutation of the blocks
-    version: int = 1        # bump when read() changes, so that caches rebuild
+    nan_fill: float | None = 0.0  # NaN becomes this in the cache; None keeps NaN (the model repairs it)
+    version: int = 1        # bump when read() or nan_fill changes, so that caches rebuild
 
     @property
     def time_axis(self) -> int:
@@ -90,12 +91,15 @@ class Input:
         return window
 
     def file_window(self, path: Path, offset_seconds: float = 0.0) -> np.ndarray:
-        """The window read straight from one file (test sets are small), NaN repaired to 0 like the cache."""
+        """The window read straight from one file (test sets are small), NaN treated like the cache does."""
         data, first_time = self.read(path)
-        data = np.nan_to_num(data, nan=0.0)
+        data = self.fill_nan(data)
         data = data.T if self.channel_major else data
         n_rows = data.shape[self.time_axis]
         return np.ascontiguousarray(self.window(data, 0, n_rows, first_time, offset_seconds))
+
+    def fill_nan(self, data: np.ndarray) -> np.ndarray:
+        return data if self.nan_fill is None else np.nan_to_num(data, nan=self.nan_fill)
 
     def window_fits(self, n_rows: int, offset_seconds: float) -> bool:
         return self.pad_past_end or self.first_row(offset_seconds, 0.0) + self.length <= n_rows
@@ -152,10 +156,13 @@ def get_inputs(names) -> dict[str, Input]:
 
 @register_input
 class RawEEG(Input):
-    """The 20 raw electrodes (microvolts, NaN repaired to 0 in the cache), 50 s at 200 Hz: [20, 10000]."""
+    """The 20 raw electrodes in microvolts, 50 s at 200 Hz: [20, 10000]. NaN stays NaN: the models'
+    front-end repairs it on the device (with 0, or with the channel's mean over the window as the 15th
+    place did), so the repair is a model choice, not a cache rebuild."""
     name, id_column, folder, offset_column = "eeg", "eeg_id", "eegs", "eeg_label_offset_seconds"
     rate, length, width = layout.EEG_RATE, layout.EEG_WINDOW, len(layout.EEG_COLUMNS)
     channel_major, pad_past_end = True, False  # a channel's window is one contiguous run
+    nan_fill, version = None, 2
     flips = {"lr": layout.FLIP_LR, "fb": layout.FLIP_FB}
 
     def read(self, path):
@@ -180,6 +187,17 @@ class KaggleSpectrogram(Input):
     def first_row(self, offset_seconds, first_time):
         # the rows whose time lies strictly after the offset (time is the centre of a 2 s row)
         return math.ceil((offset_seconds - first_time + 1e-6) * self.rate)
+
+
+def random_batch(names, n: int = 1, seed: int = 0) -> dict:
+    """A batch of random windows of the named inputs (shapes for checks and descriptions): raw EEG as
+    N(0, 50 uV), everything else uniform in [0, 20)."""
+    g = torch.Generator().manual_seed(seed)
+    batch = {}
+    for name, inp in get_inputs(names).items():
+        shape = (n, inp.width, inp.length) if inp.channel_major else (n, inp.length, inp.width)
+        batch[name] = torch.randn(*shape, generator=g) * 50 if name == "eeg" else torch.rand(*shape, generator=g) * 20
+    return batch
 
 
 def flip_batch(batch: dict, inputs: dict, names) -> dict:

@@ -58,13 +58,13 @@ def assign_folds(rows: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
 
 def _write_one(inp: Input, npy: Path, header: int, total: int, start: int, length: int,
                path: Path) -> tuple[int, float]:
-    """Read one source file, repair its NaN to 0 and write it at `start` of the cache file (a worker's job:
+    """Read one source file, fill its NaN as the input says and write it at `start` of the cache file (a worker's job:
     only two numbers travel back, and the main process never holds a signal). Returns (NaN count, first time)."""
     data, first_time = inp.read(path)
     if len(data) != length:  # it would overwrite its neighbour in the cache
         raise DataError(f"{path}: {len(data)} rows read, {length} expected")
     nan = int(np.isnan(data).sum())
-    data = np.nan_to_num(data, nan=0.0).astype(np.float32, copy=False)
+    data = inp.fill_nan(data).astype(np.float32, copy=False)
     fd = os.open(npy, os.O_WRONLY)
     try:
         if inp.channel_major:  # one run per channel
@@ -110,7 +110,8 @@ def _build_cache(inp: Input, paths: list[Path], ids: list[int], out: Path, worke
     index = pd.DataFrame({"id": ids, "start": starts, "length": lengths, "first_time": first_time})
     index.to_parquet(out / f"{inp.name}_index.parquet", index=False)
     if nan_total:
-        log.warning("%s: %d NaN values in %s files repaired to 0", out, nan_total, inp.name)
+        what = "kept for the model to repair" if inp.nan_fill is None else f"repaired to {inp.nan_fill:g}"
+        log.warning("%s: %d NaN values in %s files %s", out, nan_total, inp.name, what)
 
 
 def _digest(files: list[Path], params: dict) -> str:

@@ -25,8 +25,32 @@ def keep_central_per_vote_vector(rows: pd.DataFrame) -> np.ndarray:
     return rows.index.isin(kept)
 
 
+def keep_max_votes_spaced(rows: pd.DataFrame, spacing_seconds: float, first_only: bool = False) -> np.ndarray:
+    """15th place (its README; the CSVs and the script are not published): per eeg_id the rows with the
+    most votes, then, in offset order, a row only if it starts at least `spacing_seconds` after the last
+    one kept (non-overlapping windows for 50 s); `first_only` keeps the first of those (lowest
+    eeg_sub_id), the 15th-place validation row."""
+    most = rows.n_votes.to_numpy() == rows.groupby("eeg_id").n_votes.transform("max").to_numpy()
+    keep = np.zeros(len(rows), dtype=bool)
+    candidates = rows[most].sort_values(["eeg_id", "eeg_label_offset_seconds"], kind="stable")
+    for _, group in candidates.groupby("eeg_id", sort=False):
+        last = -np.inf
+        for position, offset in zip(group.index, group.eeg_label_offset_seconds.to_numpy()):
+            if offset >= last + spacing_seconds:
+                keep[rows.index.get_loc(position)], last = True, offset
+                if first_only:
+                    break
+    return keep
+
+
 # sampling.dedup / sampling.val_dedup: name -> rows -> mask of the rows kept
-DEDUP_RULES = {"none": keep_all, "vote_vector": keep_central_per_vote_vector}
+DEDUP_RULES = {
+    "none": keep_all,
+    "vote_vector": keep_central_per_vote_vector,
+    "max_votes_25s": lambda rows: keep_max_votes_spaced(rows, 25.0),  # 15th place, training
+    "max_votes_50s": lambda rows: keep_max_votes_spaced(rows, 50.0),  # 15th place, pretraining
+    "max_votes_50s_first": lambda rows: keep_max_votes_spaced(rows, 50.0, first_only=True),  # its validation
+}
 
 
 def dedup_mask(rows: pd.DataFrame, rule: str) -> np.ndarray:

@@ -29,7 +29,7 @@ def restack(image: torch.Tensor, columns: int, layout: str = "bands") -> torch.T
 
 class STFTExtractor(nn.Module):
     def __init__(self, montage: str = "groups24", filter: str = "lowpass50", clip: float = 1024,
-                 scale: float = 32, n_fft: int = 110, win_length: int = 64, hop_length: int = 23,
+                 scale: float = 32, nan_repair: str = "zero", clip_on: str = "differences", n_fft: int = 110, win_length: int = 64, hop_length: int = 23,
                  fmax: float = 40.0, trainable: bool = True, clamp=(0.0, 20.0), center: float = 7.5,
                  stack_order=None, columns: int = 2, restack: str = "bands", freq_scale: str = "no",
                  window: str = "hann", full_kernels: bool = False, feature_dropout: float = 0.0,
@@ -37,7 +37,7 @@ class STFTExtractor(nn.Module):
                  weights_path: str | None = None, stem_stride=None, drop_path_rate: float = 0.0,
                  rate: int = 200):
         super().__init__()
-        self.frontend = SignalFrontEnd(montage, filter, clip, scale)
+        self.frontend = SignalFrontEnd(montage, filter, clip, scale, nan_repair, clip_on)
         n_diffs = self.frontend.montage.num_differences
         self.stack_order = list(stack_order) if stack_order is not None else list(range(n_diffs))
         if sorted(self.stack_order) != list(range(n_diffs)):

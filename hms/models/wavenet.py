@@ -61,12 +61,12 @@ def stack_image(features: torch.Tensor) -> torch.Tensor:
 
 class WaveNetExtractor(nn.Module):
     def __init__(self, montage: str = "groups24", filter: str = "lowpass50", clip: float = 1024,
-                 scale: float = 32, channels=(4, 8, 12, 16, 20, 24, 24), layers=(15, 12, 10, 8, 5, 3, 1),
+                 scale: float = 32, nan_repair: str = "zero", clip_on: str = "differences", channels=(4, 8, 12, 16, 20, 24, 24), layers=(15, 12, 10, 8, 5, 3, 1),
                  downsample: int = 5, input_pool: int = 1, backbone: str = "test_efficientnet_gn",
                  pretrained: bool = False, weights_path: str | None = None, stem_stride=None,
                  drop_path_rate: float = 0.0, feature_dropout: float = 0.0):
         super().__init__()
-        self.frontend = SignalFrontEnd(montage, filter, clip, scale)
+        self.frontend = SignalFrontEnd(montage, filter, clip, scale, nan_repair, clip_on)
         self.groups = self.frontend.montage.groups
         self.input_pool = input_pool  # >1 averages the signal first (cheap CPU sizes only)
         self.wavenets = nn.ModuleList(WaveNet(channels, layers, downsample) for _ in self.groups)

@@ -83,8 +83,9 @@ def noisy_student_targets(path, rows: pd.DataFrame) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model, dataset, batch_size: int, d: distributed.Dist, tta: bool, workers: int) -> np.ndarray:
-    """Probabilities for every item of `dataset` (in order), sharded over ranks and gathered."""
-    inputs = {name: source.input for name, source in dataset.sources.items()}
+    """Probabilities for every item of `dataset` (in order), sharded over ranks and gathered; TTA flips
+    the inputs the training flips act on."""
+    inputs = {name: source.input for name, source in dataset.sources.items() if name in dataset.flip_inputs}
     model.eval()
     shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
     loader = DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size,
@@ -149,10 +150,10 @@ def train(cfg, run_dir: Path) -> dict:
         datasets[min_votes] = HMSDataset(
             prepared, positions, one_window_per_eeg=sm.one_window_per_eeg,
             time_shift_seconds=sm.time_shift_seconds, flip_lr_p=cfg.aug.flip_lr_p,
-            flip_fb_p=cfg.aug.flip_fb_p, seed=seed)
+            flip_fb_p=cfg.aug.flip_fb_p, seed=seed, flip_inputs=cfg.aug.flip_inputs)
         samplers[min_votes] = EpochSampler(len(datasets[min_votes]), tr.batch_size, seed, d.rank, d.world)
-    planned = sum(samplers[stage_min_votes(sm, e)].steps // tr.accumulate for e in range(tr.epochs))
-    total_steps = planned if tr.max_steps is None else min(tr.max_steps, planned)
+    epoch_steps = [samplers[stage_min_votes(sm, e)].steps // tr.accumulate for e in range(tr.epochs)]
+    total_steps = sum(epoch_steps) if tr.max_steps is None else min(tr.max_steps, sum(epoch_steps))
     # the score to beat: the mean target of the 10+ vote training rows
     prior_pos = select_rows(rows, cfg.fold, "train", sm.val_min_votes, sm.val_dedup)
     prior = rows.iloc[prior_pos][list(VOTE_COLUMNS)].to_numpy().mean(axis=0)
@@ -169,7 +170,7 @@ def train(cfg, run_dir: Path) -> dict:
         model = model.to(memory_format=torch.channels_last)
     loss_weights = getattr(model, "loss_weights", None)
     optimizer = instantiate(cfg.optim)(model.parameters())
-    scheduler = instantiate(cfg.sched)(optimizer, total_steps=max(1, total_steps))
+    scheduler = instantiate(cfg.sched)(optimizer, total_steps=max(1, total_steps), epoch_steps=epoch_steps)
     if tr.amp not in AMP_DTYPES:
         raise ValueError(f"trainer.amp must be one of {sorted(AMP_DTYPES)}, not {tr.amp!r}")
     amp_dtype = AMP_DTYPES[tr.amp] if cuda else None
@@ -197,7 +198,7 @@ def train(cfg, run_dir: Path) -> dict:
     logger = make_logger(cfg.logger, run_dir, d.main)
     logger.log_config(OmegaConf.to_container(cfg, resolve=True))
     eval_model = ema.module if ema is not None else model
-    val_set = (HMSDataset(prepared, val_pos) if len(val_pos) else None)
+    val_set = HMSDataset(prepared, val_pos, flip_inputs=cfg.aug.flip_inputs) if len(val_pos) else None
     train_seconds, train_samples = 0.0, 0
     for h in history:
         train_seconds, train_samples = train_seconds + h["seconds"], train_samples + h["samples"]
@@ -216,13 +217,14 @@ def train(cfg, run_dir: Path) -> dict:
         started, losses, seen = time.time(), [], 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tr.epochs}", disable=not d.main, leave=False)
         for i, batch in enumerate(bar):
-            batch = augment_batch(to_device(batch, d.device), inputs, cfg.aug)
-            target = batch["target"]
-            if noisy is not None:
+            batch = to_device(batch, d.device)
+            if noisy is not None:  # before CropCat, which then mixes the replaced targets (15th place)
                 stored = noisy[batch["row"]]
-                swap = (torch.rand(len(target), device=d.device) < cfg.loss.noisy_student_p)
+                swap = (torch.rand(len(stored), device=d.device) < cfg.loss.noisy_student_p)
                 swap &= ~torch.isnan(stored).any(dim=1)
-                target = torch.where(swap[:, None], stored, target)
+                batch["target"] = torch.where(swap[:, None], stored, batch["target"])
+            batch = augment_batch(batch, inputs, cfg.aug)
+            target = batch["target"]
             if cfg.loss.label_smoothing:
                 target = smooth(target, cfg.loss.label_smoothing)
             weight = vote_weights(batch["n_votes"], cfg.loss.weighting)

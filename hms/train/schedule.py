@@ -1,10 +1,15 @@
-"""Learning-rate schedule, stepped once per optimizer step (not per epoch, not forgotten)."""
+"""Learning-rate schedules, stepped once per optimizer step (not per epoch, not forgotten).
+
+Every schedule gets the plan of the run: `total_steps` and `epoch_steps` (optimizer steps of each epoch),
+so that a per-epoch schedule is a per-step one that holds its value through each epoch.
+"""
 import math
 
+import numpy as np
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def cosine_with_warmup(optimizer, total_steps: int, warmup_fraction: float = 0.05,
+def cosine_with_warmup(optimizer, total_steps: int, epoch_steps=None, warmup_fraction: float = 0.05,
                        min_lr_ratio: float = 0.0) -> LambdaLR:
     """Linear warm-up over the first warmup_fraction of steps, then cosine down to min_lr_ratio x lr."""
     warmup = int(round(warmup_fraction * total_steps))
@@ -16,3 +21,19 @@ def cosine_with_warmup(optimizer, total_steps: int, warmup_fraction: float = 0.0
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
+
+
+def cosine_per_epoch(optimizer, total_steps: int, epoch_steps, t_max: int, eta_min: float) -> LambdaLR:
+    """torch's CosineAnnealingLR(T_max=t_max, eta_min) stepped once per epoch, no warm-up (15th place):
+    lr of epoch e = eta_min + (lr - eta_min) (1 + cos(pi e / t_max)) / 2, the same for all its steps."""
+    ends = np.cumsum(epoch_steps)
+    base = [group["lr"] for group in optimizer.param_groups]
+
+    def factors(i: int):
+        def factor(step: int) -> float:
+            epoch = int(np.searchsorted(ends, step, side="right"))
+            lr = eta_min + (base[i] - eta_min) * (1 + math.cos(math.pi * epoch / t_max)) / 2
+            return lr / base[i] if base[i] else 0.0
+        return factor
+
+    return LambdaLR(optimizer, [factors(i) for i in range(len(base))])

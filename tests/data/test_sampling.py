@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from hms.data.sampling import dedup_mask, keep_central_per_vote_vector, select_rows, stage_min_votes
+from hms.data.sampling import (dedup_mask, keep_central_per_vote_vector, keep_max_votes_spaced, select_rows,
+                                stage_min_votes)
 from hms.layout import VOTE_COLUMNS
 
 
@@ -34,3 +35,15 @@ def test_stages_set_the_vote_threshold_epoch_by_epoch():
                                                                     {"epochs": 1, "min_votes": 5}]})
     assert [stage_min_votes(sampling, e) for e in range(5)] == [1, 1, 5, 10, 10]
     assert stage_min_votes(OmegaConf.create({"train_min_votes": 7, "stages": []}), 0) == 7
+
+
+def test_the_15th_place_rule_keeps_spaced_max_vote_rows():
+    rows = pd.DataFrame({
+        "eeg_id": [1, 1, 1, 1, 1, 2, 2],
+        "eeg_sub_id": [0, 1, 2, 3, 4, 0, 1],
+        "eeg_label_offset_seconds": [0.0, 10, 30, 56, 70, 0, 8],
+        "n_votes": [14, 14, 14, 14, 3, 2, 2]})
+    assert keep_max_votes_spaced(rows, 25.0).tolist() == [True, False, True, True, False, True, False]
+    assert keep_max_votes_spaced(rows, 50.0).tolist() == [True, False, False, True, False, True, False]
+    assert keep_max_votes_spaced(rows, 50.0, first_only=True).tolist() == [True, False, False, False, False, True, False]
+    assert dedup_mask(rows, "max_votes_25s").sum() == 4 and dedup_mask(rows, "max_votes_50s_first").sum() == 2

@@ -161,3 +161,29 @@ def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(small
             f"init_from={tmp_path / 'first/checkpoint.pt'}")
     with pytest.raises(FileNotFoundError, match="missing.pt: init_from checkpoint not found"):
         run(small_set, tmp_path / "other", *QUICK, f"init_from={tmp_path / 'missing.pt'}")
+
+
+def test_noisy_student_targets_replace_the_labels_before_cropcat(small_set, tmp_path, monkeypatch):
+    """15th place: with p 0.15 the target becomes the row's stored OOF prediction, in the dataset, so
+    CropCat then mixes the replaced targets. Here p = 1 and only rows with an even label_id have one."""
+    from hms.data.kaggle import read_train_csv
+    rows = read_train_csv(small_set / "train.csv")
+    stored = rows[rows.label_id % 2 == 0][["label_id"]].assign(**{c: 1.0 if c == PRED_COLUMNS[0] else 0.0
+                                                                    for c in PRED_COLUMNS})
+    stored.to_csv(tmp_path / "oof.csv", index=False)
+    entering = []
+    real = loop.augment_batch
+
+    def spy(batch, inputs, aug):
+        entering.append((batch["label_id"].clone(), batch["target"].clone()))
+        return real(batch, inputs, aug)
+
+    monkeypatch.setattr(loop, "augment_batch", spy)
+    run(small_set, tmp_path / "run", *QUICK, f"loss.noisy_student_oof={tmp_path / 'oof.csv'}",
+        "loss.noisy_student_p=1.0", "aug.cropcat=first")
+    labels = torch.cat([ids for ids, _ in entering])
+    targets = torch.cat([t for _, t in entering])
+    even = labels % 2 == 0
+    assert even.any() and (~even).any()
+    torch.testing.assert_close(targets[even], torch.eye(6)[0].expand(int(even.sum()), 6))
+    assert not torch.allclose(targets[~even], torch.eye(6)[0].expand(int((~even).sum()), 6))

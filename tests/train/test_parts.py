@@ -14,7 +14,7 @@ from hms.train.checkpoint import load, save_atomic
 from hms.train.losses import kl_per_sample, model_loss, vote_weights, weighted_kl
 from hms.train.loop import seed32
 from hms.train.sampler import EpochSampler
-from hms.train.schedule import cosine_with_warmup
+from hms.train.schedule import cosine_per_epoch, cosine_with_warmup
 
 
 def test_kl_loss_equals_kaggle_metric_per_row():
@@ -158,3 +158,19 @@ def test_checkpoint_is_atomic_and_weights_only(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp file left
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load(tmp_path / "missing.pt")
+
+
+def test_per_epoch_cosine_is_torchs_cosine_annealing_and_the_published_table():
+    """15th place: CosineAnnealingLR(T_max=14, eta_min=1e-7) stepped per epoch; RECIPES.md section 1.9."""
+    published = [10.0, 9.875, 9.505, 8.910, 8.119, 7.172, 6.116, 5.005, 3.894, 2.838, 1.891, 1.100, 0.505, 0.135]
+    weights = [torch.nn.Parameter(torch.zeros(1))]
+    ours_opt, ref_opt = torch.optim.AdamW(weights, lr=1e-4), torch.optim.AdamW(weights, lr=1e-4)
+    steps = [3, 5, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]  # epochs may differ in length (quality stages)
+    ours = cosine_per_epoch(ours_opt, sum(steps), steps, t_max=14, eta_min=1e-7)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(ref_opt, T_max=14, eta_min=1e-7)
+    for epoch, n in enumerate(steps):
+        for _ in range(n):  # constant through the epoch
+            assert ours_opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-9)
+            ours_opt.step(), ours.step()
+        assert ref_opt.param_groups[0]["lr"] == pytest.approx(published[epoch] * 1e-5, abs=6e-9)
+        ref_opt.step(), ref.step()
