@@ -123,3 +123,28 @@ def test_an_output_folder_with_other_folds_is_refused(tmp_path):
     assert done.returncode == 2
     assert "holds fold4, not in --folds 0,1" in done.stderr
     assert not (tmp_path / "data").exists()  # refused before any training or data generation
+
+
+# The 15th-place recipe shrunk to CPU size: only the sizes change, every other number is the preset's.
+HMS15_TINY = ["pretrained=false", "size=tiny", "model.extractors.wavenet.montage=chris8",
+              "model.extractors.wavenet.channels=[4,4]", "model.extractors.wavenet.layers=[3,1]",
+              "model.extractors.wavenet.input_pool=10", "model.extractors.wavenet.downsample=10",
+              "model.extractors.stft.hop_length=184", "model.extractors.spec_attn.pool=[10,4]",
+              "model.extractors.spec_attn.hidden=16", "trainer.epochs=1", "trainer.max_steps=2",
+              "trainer.batch_size=4", "data.num_workers=0", "sampling.train_min_votes=1"]
+
+
+@pytest.mark.slow
+def test_a_staged_recipe_pretrains_then_starts_the_main_run_from_its_weights(small_set, tmp_path):
+    import torch
+    done = run_script("--experiments", "hms15_cfg1", "--folds", "0", "--data-root", small_set, "--out", tmp_path / "out",
+                      "--", *HMS15_TINY, timeout=600)
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    pretrain, main = tmp_path / "out/pretrain/hms15_cfg1/fold0", tmp_path / "out/train/hms15_cfg1/fold0"
+    first = torch.load(pretrain / "checkpoint.pt", weights_only=True)
+    second = torch.load(main / "checkpoint.pt", weights_only=True)
+    assert first["config"]["name"] == "hms15_pretrain" and first["config"]["optim"]["lr"] == 1e-5
+    assert first["config"]["seed"] == 1001 and second["config"]["name"] == "hms15_cfg1"
+    assert second["config"]["init_from"] == str(pretrain / "checkpoint.pt")
+    assert second["config"]["sched"]["_target_"].endswith("cosine_per_epoch")
+    assert (tmp_path / "out/submission.csv").is_file() and "== pretrain stage hms15_pretrain" in done.stdout

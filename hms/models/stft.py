@@ -58,10 +58,10 @@ class STFTExtractor(nn.Module):
         self.num_features = self.backbone.num_features
         self.head = nn.Linear(self.num_features, 6)
 
-    def image(self, eeg: torch.Tensor) -> torch.Tensor:
+    def image(self, eeg: torch.Tensor, augment: dict | None = None) -> torch.Tensor:
         """The log-power image the backbone sees, computed in fp32 (fp16 power overflows)."""
         with torch.autocast(eeg.device.type, enabled=False):
-            diffs = self.frontend(eeg)[:, self.stack_order]  # [B, D, T]
+            diffs = self.frontend(eeg, augment)[:, self.stack_order]  # [B, D, T]
             b, d, t = diffs.shape
             power = torch.log1p(self.stft(diffs.reshape(b * d, t).float())).clamp(*self.clamp)  # [B*D, F, T']
             power = (power - self.center) / self.center
@@ -69,7 +69,7 @@ class STFTExtractor(nn.Module):
             return restack(image, self.columns, self.layout)
 
     def forward_features(self, batch: dict) -> torch.Tensor:
-        return self.dropout(self.backbone(self.image(batch["eeg"])))
+        return self.dropout(self.backbone(self.image(batch["eeg"], batch.get("difference_augment"))))
 
     def forward(self, batch: dict) -> dict:
         return {"logits": self.head(self.forward_features(batch)), "aux": {}}

@@ -76,8 +76,8 @@ class WaveNetExtractor(nn.Module):
         self.dropout = nn.Dropout(feature_dropout)
         self.head = nn.Linear(self.num_features, 6)
 
-    def image(self, eeg: torch.Tensor) -> torch.Tensor:
-        diffs = self.frontend(eeg)
+    def image(self, eeg: torch.Tensor, augment: dict | None = None) -> torch.Tensor:
+        diffs = self.frontend(eeg, augment)
         if self.input_pool > 1:
             diffs = F.avg_pool1d(diffs, self.input_pool)
         b, _, t = diffs.shape
@@ -88,7 +88,7 @@ class WaveNetExtractor(nn.Module):
         return stack_image(torch.cat(per_group, dim=1))
 
     def forward_features(self, batch: dict) -> torch.Tensor:
-        return self.dropout(self.backbone(self.image(batch["eeg"])))
+        return self.dropout(self.backbone(self.image(batch["eeg"], batch.get("difference_augment"))))
 
     def forward(self, batch: dict) -> dict:
         return {"logits": self.head(self.forward_features(batch)), "aux": {}}

@@ -1,4 +1,5 @@
-"""Batch augmentations on the device: CropCat, head-size scaling, edge-weighted noise.
+"""Batch augmentations on the device: CropCat, head-size scaling, edge-weighted noise (on the raw
+electrodes, or drawn here and applied by the models' front-ends to the filtered differences).
 
 Electrode flips and time shifts happen in the Dataset (they are index permutations and slices);
 these act on a whole batch at once so the loader stays a memory slice.
@@ -6,6 +7,7 @@ these act on a whole batch at once so the loader stays a memory slice.
 import torch
 
 from hms.data.inputs import Input
+from hms.signal.frontend import edge_profile_noise
 
 
 def swap_quarters(batch: dict, inputs: dict[str, Input], partner: torch.Tensor, quarters: torch.Tensor) -> dict:
@@ -71,23 +73,20 @@ def head_scale(batch: dict, low: float, high: float, generator=None) -> dict:
 
 
 def edge_noise(batch: dict, std: float, profile: str = "linear", generator=None) -> dict:
-    """Gaussian noise stronger at the window's edges: the label is about the central 10 s, so the edges
-    may be perturbed freely. profile "linear": std x |t| (t from -1 to 1), 0 at the centre.
-    "hms15" (15th place): n1 + n2 m(t), n1 ~ N(0, (std/3)^2), n2 ~ N(0, std^2),
-    m(t) = 1 - exp(-(t - T/2)^2 / (2 * 3000^2)) in samples: std/3 at the centre, about 0.82 std at the ends."""
+    """Edge-profile Gaussian noise (hms.signal.frontend.edge_profile_noise) on the raw electrodes."""
     if std <= 0:
         return batch
     eeg = batch["eeg"]
-    n = eeg.shape[-1]
-    noise = torch.randn(eeg.shape, generator=generator, device=eeg.device)
-    if profile == "linear":
-        return dict(batch, eeg=eeg + std * torch.linspace(-1, 1, n, device=eeg.device).abs() * noise)
-    if profile == "hms15":
-        t = torch.arange(n, device=eeg.device, dtype=torch.float32)
-        edges = 1 - torch.exp(-(t - n / 2) ** 2 / (2 * 3000.0 ** 2))
-        centre = torch.randn(eeg.shape, generator=generator, device=eeg.device)
-        return dict(batch, eeg=eeg + std / 3 * centre + std * edges * noise)
-    raise ValueError(f"aug.edge_noise_profile must be linear or hms15, not {profile!r}")
+    return dict(batch, eeg=eeg + edge_profile_noise(eeg.shape, std, profile, generator, eeg.device))
+
+
+def difference_augment(batch: dict, low: float, high: float, std: float, profile: str, generator=None) -> dict:
+    """Head-size scaling and edge noise for the models' front-ends to apply to the filtered node
+    differences (the 15th-place order), drawn once here so that every extractor sees the same draw."""
+    n, device = batch["eeg"].shape[0], batch["eeg"].device
+    scale = torch.empty(n, device=device).uniform_(low, high, generator=generator)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    return dict(batch, difference_augment={"scale": scale, "noise_std": std, "profile": profile, "seed": seed})
 
 
 def augment_batch(batch: dict, inputs: dict[str, Input], aug) -> dict:
@@ -101,5 +100,9 @@ def augment_batch(batch: dict, inputs: dict[str, Input], aug) -> dict:
         raise ValueError(f"aug.cropcat must be per_sample or first, not {aug.cropcat!r}")
     if "eeg" not in batch:
         return batch
+    if aug.eeg_augment_on == "differences":
+        return difference_augment(batch, *aug.head_scale, aug.edge_noise_std, aug.edge_noise_profile)
+    if aug.eeg_augment_on != "electrodes":
+        raise ValueError(f"aug.eeg_augment_on must be electrodes or differences, not {aug.eeg_augment_on!r}")
     batch = head_scale(batch, *aug.head_scale)
     return edge_noise(batch, aug.edge_noise_std, aug.edge_noise_profile)

@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 
 from hms.data.inputs import get_inputs, random_batch
 from hms.models.describe import describe
-from hms.train.augment import cropcat_first, edge_noise
+from hms.train.augment import cropcat_first, difference_augment, edge_noise
 from hms.signal.frontend import SignalFrontEnd
 from tests.helpers import compose_config
 
@@ -55,6 +55,7 @@ def test_every_configuration_composes_with_its_published_numbers(k):
     assert (aug.flip_lr_p, aug.flip_fb_p, list(aug.flip_inputs), aug.tta) == (0.5, 0.5, ["eeg"], False)
     assert (aug.cropcat, aug.cropcat_count, aug.cropcat_half_p) == ("first", 2, 0.2)
     assert list(aug.head_scale) == [0.9625, 1.0375] and (aug.edge_noise_std, aug.edge_noise_profile) == (0.48, "hms15")
+    assert aug.eeg_augment_on == "differences"
     sm = cfg.sampling
     assert (sm.train_min_votes, sm.dedup, sm.val_dedup, sm.one_window_per_eeg, list(sm.stages)) == (
         10, "max_votes_25s", "max_votes_50s_first", True, [])
@@ -156,3 +157,21 @@ def test_the_readme_edge_dropout_keeps_a_central_fraction():
     assert (kept[:, 150] == 1).all()  # the centre is always kept
     cfg = compose_config("experiment=hms15_cfg1")
     assert cfg.model.extractors.spec_attn.central_keep_min is None  # as published: off (the code's stub)
+
+
+def test_scaling_and_noise_act_on_the_filtered_differences_identically_for_every_extractor():
+    """15th place: differences x U(0.9625, 1.0375) + noise (sigma 0.015 in /32 units), after the
+    low-pass, one draw shared by the WaveNet and the STFT branch."""
+    eeg = random_batch(["eeg"], 3)["eeg"]
+    batch = difference_augment({"eeg": eeg}, 0.9625, 1.0375, 0.48, "hms15", generator=torch.Generator().manual_seed(1))
+    aug = batch["difference_augment"]
+    assert ((aug["scale"] >= 0.9625) & (aug["scale"] <= 1.0375)).all() and aug["scale"].std() > 0
+    assert torch.equal(batch["eeg"], eeg)  # the electrodes are left alone
+    a = SignalFrontEnd("groups24", "lowpass50_causal", clip_on="electrodes", nan_repair="window_mean")
+    b = SignalFrontEnd("groups24", "lowpass50_causal", clip_on="electrodes", nan_repair="window_mean")
+    clean, noisy_a, noisy_b = a(eeg), a(eeg, aug), b(eeg, aug)
+    torch.testing.assert_close(noisy_a, noisy_b, rtol=0, atol=0)  # the same draw in both front-ends
+    noise = noisy_a - clean * aug["scale"].view(-1, 1, 1)
+    std = noise.flatten(0, 1).std(dim=0)  # over 3 x 24 differences, in /32 units
+    assert std[4950:5050].mean().item() == pytest.approx(0.0050, rel=0.1)
+    assert std[:100].mean().item() == pytest.approx(0.0123, rel=0.1)

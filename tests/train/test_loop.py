@@ -187,3 +187,9 @@ def test_noisy_student_targets_replace_the_labels_before_cropcat(small_set, tmp_
     assert even.any() and (~even).any()
     torch.testing.assert_close(targets[even], torch.eye(6)[0].expand(int(even.sum()), 6))
     assert not torch.allclose(targets[~even], torch.eye(6)[0].expand(int((~even).sum()), 6))
+
+
+def test_the_15th_place_augmentations_train_end_to_end(small_set, tmp_path):
+    metrics = run(small_set, tmp_path, "model=fusion", "trainer.epochs=1", "trainer.max_steps=2", "aug=hms15",
+                  "sampling=hms15", "sampling.train_min_votes=1", "sched=cosine_epoch")
+    assert metrics["steps"] == 2 and np.isfinite(metrics["history"][-1]["train_loss"])
