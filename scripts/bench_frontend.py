@@ -2,6 +2,7 @@
 each extractor's forward+backward speed.
 
     python scripts/bench_frontend.py [--batch 32] [--threads 2] [--sizes tiny published_hgnet ...]
+                                     [--experiments hms15_cfg1 hms15_cfg5]
         [--default-malloc]
 
 Two front-ends on [B, 20, 10000] raw electrodes, each beside its per-sample, per-node-difference CPU
@@ -109,6 +110,8 @@ def main():
                         help="keep glibc's default allocator (training on CPU keeps freed memory: trainer.keep_cpu_memory)")
     parser.add_argument("--sizes", nargs="*", default=["tiny", "published_hgnet", "published_effnet"],
                         help="extractor sizes to time forward+backward (none: only the front-ends)")
+    parser.add_argument("--experiments", nargs="*", default=[],
+                        help="presets whose whole model to time forward+backward at batch 1 (e.g. hms15_cfg1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.default_malloc:
@@ -125,22 +128,23 @@ def main():
 
     # The published WaveNet keeps 10,000 steps x 24 differences x 54 layers of activations: batch 8
     # needs more than 24 GB on a CPU, so published sizes are timed at batch 1.
-    print("forward+backward samples/s (tiny at batch 8, published at batch 1):")
+    print("forward+backward in training mode, samples/s and seconds per step (tiny at batch 8, published at batch 1):")
+    runs = [(f"{size} {name}", [f"model={name}", f"size={size}"], 8 if size == "tiny" else 1)
+            for size in args.sizes for name in ("wavenet", "stft", "spec_attn", "fusion")]
+    runs += [(experiment, [f"experiment={experiment}", "pretrained=false"], 1) for experiment in args.experiments]
     with initialize_config_dir(CONF, version_base="1.3"):
-        for size in args.sizes:
-            n = 8 if size == "tiny" else 1
+        for label, overrides, n in runs:
             batch = {"eeg": torch.from_numpy(eeg[:n]), "spec": torch.rand(n, 300, 400) * 20}
-            for name in ("wavenet", "stft", "spec_attn", "fusion"):
-                model = instantiate(compose("config", overrides=[f"model={name}", f"size={size}", "name=x"]).model)
+            model = instantiate(compose("config", overrides=[*overrides, "name=x"]).model)
 
-                def step():
-                    out = model(batch)
-                    (out["logits"].sum() + sum(v.sum() for v in out["aux"].values())).backward()
+            def step():
+                out = model(batch)
+                (out["logits"].sum() + sum(v.sum() for v in out["aux"].values())).backward()
 
-                seconds, _ = timed(step, repeat=1)
-                peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-                print(f"  {size:16s} {name:10s} {n / seconds:8.2f}   (process peak memory so far {peak_gb:.1f} GB)",
-                      flush=True)
+            seconds, _ = timed(step, repeat=1)
+            peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            print(f"  {label:27s} {n / seconds:8.2f} samples/s {seconds:7.2f} s/step   (process peak memory so far "
+                  f"{peak_gb:.1f} GB)", flush=True)
 
 if __name__ == "__main__":
     main()
