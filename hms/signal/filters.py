@@ -21,20 +21,25 @@ PRESETS = {
     "none": {},
     "lowpass50": {"low": None, "high": 50.0},                    # 15th place, zero-phase
     "lowpass50_causal": {"high": 50.0, "causal": True},           # 15th place as published (lfilter)
-    "bandpass0.5-20": {"low": 0.5, "high": 20.0},                 # 3rd place
+    "bandpass0.5-20": {"low": 0.5, "high": 20.0},                 # 3rd place, zero-phase
+    # 3rd place as published (lfilter of butter(order, [lo, hi], "band")): 2-D models, cfg_2a, cfg_2b
+    "bandpass0.5-20_causal_o2": {"low": 0.5, "high": 20.0, "order": 2, "causal": True},
+    "bandpass1.6-30_causal_o1": {"low": 1.6, "high": 30.0, "order": 1, "causal": True},
+    "bandpass1.6-30_causal_o2": {"low": 1.6, "high": 30.0, "order": 2, "causal": True},
     "band1-70_notch60": {"low": 1.0, "high": 70.0, "notch": 60.0},  # 16th place
     "notch50": {"notch": 50.0},
 }
 
 
-def butterworth_sections(low=None, high=None, notch=None, notch_width: float = 2.0, rate: float = 200.0) -> np.ndarray:
-    """Second-order sections of scipy.signal.butter (order 4) for a band/low/high-pass and an optional
-    band-stop of `notch_width` Hz, cascaded."""
+def butterworth_sections(low=None, high=None, notch=None, notch_width: float = 2.0, rate: float = 200.0,
+                         order: int = ORDER) -> np.ndarray:
+    """Second-order sections of scipy.signal.butter(order) for a band/low/high-pass and an optional
+    band-stop of `notch_width` Hz (order 4), cascaded."""
     sections = []
     if low and high:
-        sections.append(scipy_signal.butter(ORDER, [low, high], btype="bandpass", fs=rate, output="sos"))
+        sections.append(scipy_signal.butter(order, [low, high], btype="bandpass", fs=rate, output="sos"))
     elif low or high:
-        sections.append(scipy_signal.butter(ORDER, low or high, btype="highpass" if low else "lowpass", fs=rate,
+        sections.append(scipy_signal.butter(order, low or high, btype="highpass" if low else "lowpass", fs=rate,
                                             output="sos"))
     if notch:
         band = [notch - notch_width / 2, notch + notch_width / 2]
@@ -61,6 +66,38 @@ def impulse_response(sos: np.ndarray, rate: float, rel_tol: float = 1e-9, max_se
     if above[-1] >= len(response) - 1:
         raise ValueError(f"the impulse response has not decayed to {rel_tol:g} of its peak in {max_seconds} s")
     return response[:above[-1] + 1]
+
+
+def causal_convolve(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """x [..., n] convolved with causal taps [..., k] (broadcast), the first n samples: a causal filter's
+    output from zero state. Taps as long as the window make it exact for any IIR filter."""
+    n = x.shape[-1]
+    length = fast_length(n + taps.shape[-1] - 1)
+    return torch.fft.irfft(torch.fft.rfft(x, n=length) * torch.fft.rfft(taps, n=length), n=length)[..., :n]
+
+
+def random_band_pass(x: torch.Tensor, p: float, max_channels: int, low_range, high_range, order: int,
+                     high_integer: bool = True, rate: float = 200.0, rng: np.random.Generator | None = None):
+    """The 3rd place's random extra band-pass of x [B, C, T]: with probability p per sample, re-filter
+    1 + randint(max_channels) channels (drawn with replacement, so a channel drawn twice is filtered
+    once) with a causal Butterworth band-pass of order `order`, low cut U(*low_range) Hz and high cut
+    randint(*high_range) Hz (U(*high_range) with high_integer False). The cut-offs are drawn per sample;
+    the filter runs on the device as a convolution with its impulse response over the whole window."""
+    rng = rng or np.random.default_rng()
+    out = x.clone()
+    n = x.shape[-1]
+    impulse = np.zeros(n)
+    impulse[0] = 1.0
+    for b in range(x.shape[0]):
+        if rng.random() >= p:
+            continue
+        channels = sorted(set(rng.integers(0, x.shape[1], 1 + int(rng.integers(max_channels))).tolist()))
+        high = int(rng.integers(*high_range)) if high_integer else float(rng.uniform(*high_range))
+        low = float(rng.uniform(*low_range))
+        sos = scipy_signal.butter(order, [low, high], btype="bandpass", fs=rate, output="sos")
+        taps = torch.tensor(scipy_signal.sosfilt(sos, impulse), dtype=torch.float32, device=x.device)
+        out[b, channels] = causal_convolve(x[b, channels].float(), taps).to(x.dtype)
+    return out
 
 
 def fast_length(n: int) -> int:
@@ -90,7 +127,7 @@ class SpectralFilter(nn.Module):
         self.causal = options.pop("causal", False)  # how to apply the filter, not a parameter of butter
         self.sections = butterworth_sections(rate=rate, **options)
         # lowpass50_causal: 53 taps (after those its impulse response stays below 1e-9 of its peak)
-        self.taps = impulse_response(self.sections, rate) if self.causal else None
+        self.taps = impulse_response(self.sections, rate) if self.causal else None  # (3rd place band-passes: a few s)
         self._gains = {}  # (length, device) -> what the length's rfft is multiplied by, computed once
 
     def gain(self, n: int, device) -> torch.Tensor:

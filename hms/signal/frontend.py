@@ -27,7 +27,8 @@ class SignalFrontEnd(nn.Module):
 
     nan_repair "zero": NaN -> 0; "window_mean": NaN -> the channel's mean over the window, an all-NaN
     channel -> 0 (the 15th place, at its extraction). clip_on "differences" clips the differences;
-    "electrodes" clips the electrodes before differencing (the 15th place).
+    "electrodes" clips the electrodes before differencing (the 15th place); "filtered" clips the
+    differences after the filter (the 3rd place).
 
     `augment` (training; drawn once per batch by the loop, hms/train/augment.py, so every extractor of
     a fusion sees the same draw): {"scale": [B] head-size factors, "noise_std": microvolts, "profile",
@@ -38,8 +39,8 @@ class SignalFrontEnd(nn.Module):
         super().__init__()
         if nan_repair not in ("zero", "window_mean"):
             raise ValueError(f"nan_repair must be zero or window_mean, not {nan_repair!r}")
-        if clip_on not in ("differences", "electrodes"):
-            raise ValueError(f"clip_on must be differences or electrodes, not {clip_on!r}")
+        if clip_on not in ("differences", "electrodes", "filtered"):
+            raise ValueError(f"clip_on must be differences, electrodes or filtered, not {clip_on!r}")
         self.montage = NodeDifferences(montage)
         self.filter = SpectralFilter(filter)
         self.clip, self.scale, self.nan_repair, self.clip_on = clip, scale, nan_repair, clip_on
@@ -60,6 +61,8 @@ class SignalFrontEnd(nn.Module):
             if self.scale is not None:
                 x = x / self.scale
             x = self.filter(x)
+            if self.clip is not None and self.clip_on == "filtered":  # the clip bound is in microvolts
+                x = x.clamp(-self.clip / (self.scale or 1.0), self.clip / (self.scale or 1.0))
             return x if augment is None else self.augmented(x, augment)
 
     def augmented(self, x: torch.Tensor, augment: dict) -> torch.Tensor:

@@ -17,6 +17,11 @@ MONTAGES = {
     "chris8": [[("Fp1", "T3"), ("T3", "O1"), ("Fp1", "C3"), ("C3", "O1"),
                 ("Fp2", "C4"), ("C4", "O2"), ("Fp2", "T4"), ("T4", "O2")]],
     "banana16": [list(BANANA_PAIRS)],
+    # 3rd place: the same 16 pairs interleaved left/right (even index left, odd right): a left/right
+    # swap exchanges pairs 2k and 2k+1
+    "interleaved16": [[("Fp1", "F7"), ("Fp2", "F8"), ("F7", "T3"), ("F8", "T4"), ("T3", "T5"), ("T4", "T6"),
+                       ("T5", "O1"), ("T6", "O2"), ("Fp1", "F3"), ("Fp2", "F4"), ("F3", "C3"), ("F4", "C4"),
+                       ("C3", "P3"), ("C4", "P4"), ("P3", "O1"), ("P4", "O2")]],
     "banana18": [list(BANANA_PAIRS + MIDLINE_PAIRS)],
     "groups24": [_TEMPORAL, _PARASAGITTAL, _TRANSVERSE],
 }

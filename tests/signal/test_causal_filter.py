@@ -99,3 +99,34 @@ def test_float32_also_under_bf16_autocast(causal):
     assert plain.dtype == autocast.dtype == from_bf16.dtype == torch.float32
     torch.testing.assert_close(autocast, plain, rtol=0, atol=1e-6)
     torch.testing.assert_close(from_bf16, causal(x.bfloat16().float()), rtol=0, atol=1e-6)
+
+
+def test_the_3rd_place_band_passes_equal_lfilter():
+    from hms.signal.filters import PRESETS
+    x = np.random.default_rng(3).standard_normal((2, 10000))
+    for preset, (order, low, high) in {"bandpass0.5-20_causal_o2": (2, 0.5, 20), "bandpass1.6-30_causal_o1": (1, 1.6, 30),
+                                       "bandpass1.6-30_causal_o2": (2, 1.6, 30)}.items():
+        b, a = scipy_signal.butter(order, [low / 100, high / 100], btype="band")  # as ds_1.py:12-18 writes it
+        ours = SpectralFilter(preset)(torch.tensor(x, dtype=torch.float32)).numpy()
+        assert PRESETS[preset]["causal"] and np.abs(ours - scipy_signal.lfilter(b, a, x)).max() < 1e-5 * np.abs(x).max()
+
+
+def test_random_band_pass_refilters_a_few_channels_of_chosen_samples_like_lfilter():
+    from hms.signal.filters import random_band_pass
+    x = torch.tensor(np.random.default_rng(4).standard_normal((6, 16, 3000)), dtype=torch.float32)
+    out = random_band_pass(x, 0.5, 8, (0.0001, 2), (10, 20), 2, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(0)  # the same draws, replayed
+    touched = 0
+    for b in range(6):
+        if rng.random() >= 0.5:
+            assert torch.equal(out[b], x[b])
+            continue
+        channels = sorted(set(rng.integers(0, 16, 1 + int(rng.integers(8))).tolist()))
+        high, low = int(rng.integers(10, 20)), float(rng.uniform(0.0001, 2))
+        ref = scipy_signal.sosfilt(scipy_signal.butter(2, [low, high], btype="bandpass", fs=200, output="sos"),
+                                   x[b].double().numpy(), axis=-1)
+        rest = [c for c in range(16) if c not in channels]
+        assert torch.equal(out[b, rest], x[b, rest]) and 1 <= len(channels) <= 8
+        assert np.abs(out[b, channels].numpy() - ref[channels]).max() < 1e-4
+        touched += 1
+    assert 0 < touched < 6

@@ -23,7 +23,7 @@ def test_flip_commutes_with_montage(montage, flip):
     flipped_then_diff = diffs(eeg[:, list(perm)])
     diff_then_permuted = diffs(eeg)[:, order] * torch.tensor(signs)[:, None]
     torch.testing.assert_close(flipped_then_diff, diff_then_permuted)
-    assert len(diffs.pairs) == {"chris8": 8, "banana16": 16, "banana18": 18, "groups24": 24}[montage]
+    assert len(diffs.pairs) == {"chris8": 8, "banana16": 16, "interleaved16": 16, "banana18": 18, "groups24": 24}[montage]
 
 
 def test_a_montage_not_closed_under_a_flip_is_refused():
