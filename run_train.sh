@@ -3,7 +3,8 @@
 # predict the test set, and score it when the data set has a solution.
 #
 #   ./run_train.sh [--quick] [--launcher basic|local_parallel|slurm] [--data-root DIR]
-#                  [--experiments "hms15_cfg1 hms15_cfg5"] [--folds 0,1,2,3,4] [--full-fit] [--no-pretrain]
+#                  [--experiments "hms15_cfg1 hms15_cfg5"] [--folds 0,1,2,3,4] [--seeds 1,2] [--full-fit]
+#                  [--no-pretrain]
 #                  [--out DIR] [-- extra hydra overrides]
 #
 # --launcher (or LAUNCHER=): basic runs the jobs one after the other, local_parallel through joblib
@@ -15,6 +16,8 @@
 #   the fold checkpoints of that name at prediction time.
 # Each model's runs go to OUT/train/<name>/fold<k> with name = the experiment (or the quick model), so
 # two experiments sharing a model choice do not overwrite each other.
+# --seeds 1,2 trains every experiment once per seed; each (experiment, seed) is its own model,
+#   named <experiment>_seed<s>, in the blend and at prediction (the 3rd place ran 4 folds x 2 seeds).
 # A recipe with a pretrain stage (hms15_*: conf/stage/hms15_pretrain.yaml) runs it first, fold by fold,
 # under OUT/pretrain/<name>/fold<k>; the main run of each fold then starts from that fold's weights
 # (init_from) with a fresh optimizer and schedule, as the authors did. --no-pretrain skips it.
@@ -33,7 +36,7 @@ absolute() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; 
 # A value for a Hydra override, quoted so that commas, spaces or '=' in a path stay one string.
 quote() { local s=${1//\'/\\\'}; printf "'%s'" "$s"; }
 
-quick=0; launcher=${LAUNCHER:-basic}; data_root=""; experiments=""; folds=""; full_fit=0; pretrain=1
+quick=0; launcher=${LAUNCHER:-basic}; data_root=""; experiments=""; folds=""; seeds=""; full_fit=0; pretrain=1
 out=""; extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
         --data-root) data_root=$(absolute "$2") ;;
         --experiments) experiments=$2 ;;
         --folds) folds=$2 ;;
+        --seeds) seeds=$2 ;;
         --out) out=$(absolute "$2") ;;
       esac
       shift ;;
@@ -72,10 +76,10 @@ esac
 [ -n "$data_root" ] && [ ! -d "$data_root" ] && usage "--data-root $data_root is not a folder"
 
 common=("hydra/launcher=$launcher")
-names=(); overrides=()  # one model per entry: its name, and its group override
+names=(); overrides=(); seed_of=()  # one model per entry: its name, its group override, its seed (or none)
 if [ "$quick" = 1 ]; then
   # Two cheap models on two folds: enough to exercise multirun, blending, prediction and scoring.
-  for m in spec_attn stft; do names+=("$m"); overrides+=("model=$m"); done
+  for m in spec_attn stft; do names+=("$m"); overrides+=("model=$m"); seed_of+=(""); done
   folds=${folds:-${QUICK_FOLDS:-0,1}}
   root=${QUICK_ROOT:-$here/datamount/synthetic_quick}
   patients=${QUICK_PATIENTS:-150}
@@ -91,7 +95,11 @@ if [ "$quick" = 1 ]; then
   [ -n "${QUICK_BATCH:-}" ] && common+=("trainer.batch_size=$QUICK_BATCH")
   [ -n "${QUICK_WORKERS:-}" ] && common+=("data.num_workers=$QUICK_WORKERS")
 else
-  for e in ${experiments:-hms15_cfg1}; do names+=("$e"); overrides+=("experiment=$e"); done
+  [ -z "$seeds" ] || [[ $seeds =~ ^[0-9]+(,[0-9]+)*$ ]] || usage "--seeds takes seeds separated by commas, not $seeds"
+  for e in ${experiments:-hms15_cfg1}; do
+    if [ -z "$seeds" ]; then names+=("$e"); overrides+=("experiment=$e"); seed_of+=(""); continue; fi
+    for s in ${seeds//,/ }; do names+=("${e}_seed$s"); overrides+=("experiment=$e"); seed_of+=("seed=$s"); done
+  done
   folds=${folds:-0,1,2,3,4}
   if [ -n "$data_root" ]; then
     root=$data_root; common+=("data=kaggle" "data.root=$(quote "$root")")
@@ -117,22 +125,23 @@ echo "== train: ${overrides[*]} x folds $folds -> $out/train"
 pretrain_stage() { case $1 in experiment=hms15_*) echo hms15_pretrain ;; esac; }
 for i in "${!names[@]}"; do
   n=${names[$i]}; m=${overrides[$i]}; stage=""; [ "$pretrain" = 1 ] && stage=$(pretrain_stage "$m")
+  seed=(); [ -n "${seed_of[$i]}" ] && seed=("${seed_of[$i]}")
   start=(); start_full=()
   if [ -n "$stage" ]; then
     echo "== pretrain stage $stage: $n x folds $folds -> $out/pretrain"
-    "$PY" train.py -m "$m" "stage=$stage" "fold=$folds" "${common[@]}" ${extra[@]+"${extra[@]}"} \
+    "$PY" train.py -m "$m" ${seed[@]+"${seed[@]}"} "stage=$stage" "fold=$folds" "${common[@]}" ${extra[@]+"${extra[@]}"} \
         "hydra.sweep.dir=$(quote "$out/pretrain")" "hydra.sweep.subdir=$(quote "$n/fold\${fold}")"
     start=("init_from=$(quote "$out/pretrain/$n/fold\${fold}/checkpoint.pt")")
     if [ "$full_fit" = 1 ]; then
-      "$PY" train.py "$m" "stage=$stage" fold=-1 "${common[@]}" ${extra[@]+"${extra[@]}"} \
+      "$PY" train.py "$m" ${seed[@]+"${seed[@]}"} "stage=$stage" fold=-1 "${common[@]}" ${extra[@]+"${extra[@]}"} \
           "hydra.run.dir=$(quote "$out/pretrain_full/$n")"
       start_full=("init_from=$(quote "$out/pretrain_full/$n/checkpoint.pt")")
     fi
   fi
-  "$PY" train.py -m "$m" "name=$n" "fold=$folds" "${common[@]}" ${start[@]+"${start[@]}"} ${extra[@]+"${extra[@]}"} \
+  "$PY" train.py -m "$m" ${seed[@]+"${seed[@]}"} "name=$n" "fold=$folds" "${common[@]}" ${start[@]+"${start[@]}"} ${extra[@]+"${extra[@]}"} \
       "hydra.sweep.dir=$(quote "$out/train")" "hydra.sweep.subdir=$(quote "$n/fold\${fold}")"
   if [ "$full_fit" = 1 ]; then
-    "$PY" train.py "$m" "name=$n" fold=-1 "${common[@]}" ${start_full[@]+"${start_full[@]}"} ${extra[@]+"${extra[@]}"} \
+    "$PY" train.py "$m" ${seed[@]+"${seed[@]}"} "name=$n" fold=-1 "${common[@]}" ${start_full[@]+"${start_full[@]}"} ${extra[@]+"${extra[@]}"} \
         "hydra.run.dir=$(quote "$out/full/$n")"
   fi
 done

@@ -19,8 +19,9 @@ class HMSDataset(Dataset):
     """Training / validation windows of prepared rows.
 
     item: one float32 window per input of `prepared` under its name (eeg [20, 10000] microvolts, spec
-    [300, 400], ...; NaN repaired to 0 in the cache), target float32 [6], n_votes, eeg_id, label_id,
-    row (position in prepared.rows).
+    [300, 400], ...; NaN as the input's cache has it), target float32 [6], n_votes, eeg_id, label_id,
+    row (position in prepared.rows), and with an eeg input `centre`: the sample where the labelled
+    window's centre lands after the time shift (5000 unshifted).
     one_window_per_eeg: len = number of EEGs; item i draws one of that EEG's rows each epoch.
     flip_inputs: the inputs the electrode flips act on (None: all; the 15th place flipped only the EEG).
     time_shift_seconds: every input's window moves by one shift drawn in EEG samples (an input with
@@ -76,6 +77,8 @@ class HMSDataset(Dataset):
             window = source.window(self.source_ids[name][row], self.offsets[name][row], shift)  # a view
             order = source.input.flip_order(flips) if name in self.flip_inputs else None
             item[name] = torch.from_numpy(source.input.flipped_copy(window, order))
+        if "eeg" in self.sources:  # where the label's centre sits in the shifted EEG window (3rd place)
+            item["centre"] = self.sources["eeg"].centre(self.source_ids["eeg"][row], self.offsets["eeg"][row], shift)
         return item | {
             "target": torch.from_numpy(self.targets[row].copy()),
             "n_votes": self.n_votes[row], "eeg_id": self.eeg_id[row], "label_id": self.label_id[row], "row": row,

@@ -75,12 +75,16 @@ class Input:
     def path(self, root, split: str, source_id) -> Path:
         return Path(root) / f"{split}_{self.folder}" / f"{int(source_id)}.parquet"
 
+    def window_start(self, n_rows: int, first_time: float, offset_seconds: float, shift_seconds: float = 0.0) -> int:
+        """The first row of the (shifted) window inside a file of n_rows, clamped like `window`."""
+        first = self.first_row(offset_seconds, first_time) + int(round(shift_seconds * self.rate))
+        return min(max(first, 0), n_rows if self.pad_past_end else n_rows - self.length)
+
     def window(self, data: np.ndarray, start: int, n_rows: int, first_time: float, offset_seconds: float,
                shift_seconds: float = 0.0) -> np.ndarray:
         """The window at `offset_seconds` (+ a shift) of one file held as rows [start, start + n_rows) of
         `data` (the cache, or the file itself with start 0): a view where possible, zero-padded past the end."""
-        first = self.first_row(offset_seconds, first_time) + int(round(shift_seconds * self.rate))
-        first = min(max(first, 0), n_rows if self.pad_past_end else n_rows - self.length)
+        first = self.window_start(n_rows, first_time, offset_seconds, shift_seconds)
         stop = min(first + self.length, n_rows)
         take = slice(start + first, start + stop)
         window = data[:, take] if self.channel_major else data[take]

@@ -43,6 +43,32 @@ def keep_max_votes_spaced(rows: pd.DataFrame, spacing_seconds: float, first_only
     return keep
 
 
+def keep_max_overlap_per_vote_vector(rows: pd.DataFrame, first_per_eeg: bool = False) -> np.ndarray:
+    """3rd place (scripts/filter_train.py): per (eeg_id, raw vote vector), in order of first appearance,
+    the row whose 600 s spectrogram window overlaps the group's other windows most (the sum over the
+    group of |[o_i, o_i + 600) & [o_j, o_j + 600)| for the integer offsets o; the first on ties);
+    `first_per_eeg` then keeps only the first group of each eeg_id (its golden validation set)."""
+    votes = np.rint(rows[list(VOTE_COLUMNS)].to_numpy() * rows.n_votes.to_numpy()[:, None]).astype(int)
+    keys = pd.DataFrame(votes, index=rows.index).assign(eeg_id=rows.eeg_id.to_numpy())
+    group = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy()  # numbered in order of first appearance
+    offsets = rows.spectrogram_label_offset_seconds.to_numpy().astype(int)
+    keep = np.zeros(len(rows), dtype=bool)
+    chosen = {}
+    for g, members in pd.Series(group).groupby(group).indices.items():
+        o = offsets[members]
+        score = np.maximum(0, 600 - np.abs(o[:, None] - o[None, :])).sum(axis=1)
+        chosen[g] = members[int(np.argmax(score))]  # argmax: the first on ties
+    eeg_ids = rows.eeg_id.to_numpy()
+    seen = set()
+    for g in sorted(chosen):  # group numbers follow first appearance
+        position = chosen[g]
+        if first_per_eeg and eeg_ids[position] in seen:
+            continue
+        seen.add(eeg_ids[position])
+        keep[position] = True
+    return keep
+
+
 # sampling.dedup / sampling.val_dedup: name -> rows -> mask of the rows kept
 DEDUP_RULES = {
     "none": keep_all,
@@ -50,6 +76,8 @@ DEDUP_RULES = {
     "max_votes_25s": lambda rows: keep_max_votes_spaced(rows, 25.0),  # 15th place, training
     "max_votes_50s": lambda rows: keep_max_votes_spaced(rows, 50.0),  # 15th place, pretraining
     "max_votes_50s_first": lambda rows: keep_max_votes_spaced(rows, 50.0, first_only=True),  # its validation
+    "max_overlap": keep_max_overlap_per_vote_vector,  # 3rd place, training
+    "max_overlap_first_per_eeg": lambda rows: keep_max_overlap_per_vote_vector(rows, first_per_eeg=True),  # golden
 }
 
 

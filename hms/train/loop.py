@@ -227,7 +227,7 @@ def train(cfg, run_dir: Path) -> dict:
             target = batch["target"]
             if cfg.loss.label_smoothing:
                 target = smooth(target, cfg.loss.label_smoothing)
-            weight = vote_weights(batch["n_votes"], cfg.loss.weighting)
+            weight = vote_weights(batch["n_votes"], cfg.loss.weighting, epoch, cfg.loss.vote_groups)
             if cfg.loss.low_vote_decay != 1.0:
                 low = batch["n_votes"] < sm.val_min_votes
                 weight = torch.where(low, weight * cfg.loss.low_vote_decay ** epoch, weight)

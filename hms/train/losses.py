@@ -11,8 +11,23 @@ def kl_per_sample(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.kl_div(log_pred, target.float(), reduction="none").sum(dim=1)
 
 
-def vote_weights(n_votes: torch.Tensor, weighting: str) -> torch.Tensor:
+def vote_group_weights(n_votes: torch.Tensor, epoch: int, bounds=(3, 8), start=(0.3, 0.5), decay: float = 1.2,
+                       epochs: int = 30, floor: float = 0.02) -> torch.Tensor:
+    """3rd place (cfg_2a, data/ds_2.py:31-52, mdl_2.py:1134-1140): rows of < bounds[0] votes weigh
+    start[0], of < bounds[1] start[1], the rest 1, the low weights falling as max(w (1 - decay e / epochs),
+    floor) with the epoch e. The loss is the sum, over the distinct weights present in the batch, of the
+    weight times the batch-mean KL of its rows; as per-sample weights of a batch mean that is w B / n_w."""
+    n_votes = n_votes.float()
+    low, mid = (max(w * (1 - decay * epoch / epochs), floor) for w in start)
+    w = torch.where(n_votes < bounds[0], low, torch.where(n_votes < bounds[1], mid, 1.0))
+    share = (w[:, None] == w[None, :]).float().sum(dim=1)  # rows sharing each row's weight value
+    return w * len(w) / share
+
+
+def vote_weights(n_votes: torch.Tensor, weighting: str, epoch: int = 0, vote_groups=None) -> torch.Tensor:
     """How much a row counts, from its number of votes (more raters, less noisy target)."""
+    if weighting == "vote_groups":
+        return vote_group_weights(n_votes, epoch, **dict(vote_groups))
     n_votes = n_votes.float()
     if weighting == "log_votes":  # 15th place: 1 vote -> 0.63, 2 -> 1, 15 -> 2.5
         return torch.log(n_votes + 1) / math.log(3)
@@ -20,7 +35,7 @@ def vote_weights(n_votes: torch.Tensor, weighting: str) -> torch.Tensor:
         return n_votes.clamp(max=10)
     if weighting == "none":
         return torch.ones_like(n_votes)
-    raise ValueError(f"loss.weighting must be log_votes, min10 or none, not {weighting!r}")
+    raise ValueError(f"loss.weighting must be log_votes, min10, vote_groups or none, not {weighting!r}")
 
 
 def smooth(target: torch.Tensor, amount: float) -> torch.Tensor:

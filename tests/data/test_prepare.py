@@ -129,3 +129,23 @@ def test_folder_lock_makes_a_second_builder_wait(tmp_path):
         waited.append(time.perf_counter() - start)
     thread.join()
     assert waited[0] > 0.3
+
+
+def test_the_time_shift_reports_where_the_labelled_centre_lands(small_set):
+    """3rd place: start' = U(start - 3333, start + 3333) clipped to the file; centre = start - start' + 5000."""
+    prepared = load_prepared(prepare_data(small_set, workers=1, progress=False))
+    rows = prepared.rows
+    inside = np.flatnonzero(rows.eeg_label_offset_seconds.to_numpy() >= 20)[:5]  # room to shift both ways
+    plain = HMSDataset(prepared, inside)
+    shifted = HMSDataset(prepared, inside, time_shift_seconds=3333 / 200, seed=4)
+    eeg = prepared.sources["eeg"]
+    centres = []
+    for i in range(len(inside)):
+        assert plain[i]["centre"] == 5000
+        item = shifted[i]
+        r = rows.iloc[inside[i]]
+        full = eeg.data[:, eeg.start[r.eeg_id]: eeg.start[r.eeg_id] + eeg.length[r.eeg_id]]
+        start = int(r.eeg_label_offset_seconds * 200) + 5000 - int(item["centre"])  # the shifted window's start
+        np.testing.assert_array_equal(item["eeg"].numpy(), full[:, start:start + 10000])
+        centres.append(int(item["centre"]))
+    assert all(5000 - 3333 <= c <= 5000 + 3333 for c in centres) and len(set(centres)) > 1

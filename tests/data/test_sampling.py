@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from hms.data.sampling import (dedup_mask, keep_central_per_vote_vector, keep_max_votes_spaced, select_rows,
+from hms.data.sampling import (dedup_mask, keep_central_per_vote_vector, keep_max_overlap_per_vote_vector,
+                                keep_max_votes_spaced, select_rows,
                                 stage_min_votes)
 from hms.layout import VOTE_COLUMNS
 
@@ -47,3 +48,21 @@ def test_the_15th_place_rule_keeps_spaced_max_vote_rows():
     assert keep_max_votes_spaced(rows, 50.0).tolist() == [True, False, False, True, False, True, False]
     assert keep_max_votes_spaced(rows, 50.0, first_only=True).tolist() == [True, False, False, False, False, True, False]
     assert dedup_mask(rows, "max_votes_25s").sum() == 4 and dedup_mask(rows, "max_votes_50s_first").sum() == 2
+
+
+def test_the_3rd_place_rule_keeps_the_most_overlapping_window_per_vote_vector():
+    # EEG 1: one vote vector on offsets 0, 300, 400 (300 overlaps the group most: 300 + 600 + 500)
+    # and a second vote vector; EEG 2: one row. Raw votes: the same normalised vector with another count
+    # is another group (1 vote vs 2 votes of seizure).
+    rows = pd.DataFrame({
+        "eeg_id": [1, 1, 1, 1, 2, 2],
+        "spectrogram_label_offset_seconds": [0.0, 300, 400, 10, 0, 50],
+        "n_votes": [10, 10, 10, 12, 1, 2]})
+    target = np.zeros((6, 6))
+    target[:3, 1] = 1.0
+    target[3, 2] = 1.0
+    target[4:, 0] = 1.0
+    rows[list(VOTE_COLUMNS)] = target
+    assert keep_max_overlap_per_vote_vector(rows).tolist() == [False, True, False, True, True, True]
+    assert keep_max_overlap_per_vote_vector(rows, first_per_eeg=True).tolist() == [False, True, False, False, True, False]
+    assert dedup_mask(rows, "max_overlap").sum() == 4 and dedup_mask(rows, "max_overlap_first_per_eeg").sum() == 2

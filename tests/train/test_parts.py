@@ -174,3 +174,16 @@ def test_per_epoch_cosine_is_torchs_cosine_annealing_and_the_published_table():
             ours_opt.step(), ours.step()
         assert ref_opt.param_groups[0]["lr"] == pytest.approx(published[epoch] * 1e-5, abs=6e-9)
         ref_opt.step(), ref.step()
+
+
+def test_vote_group_loss_is_a_sum_of_group_means_with_the_published_weights():
+    from hms.train.losses import vote_group_weights, weighted_kl
+    n_votes = torch.tensor([1.0, 2, 3, 7, 8, 15, 15, 2])
+    published = {0: (0.30, 0.50), 6: (0.228, 0.38), 12: (0.156, 0.26), 23: (0.024, 0.04), 24: (0.02, 0.02)}
+    logits, target = torch.randn(8, 6), torch.softmax(torch.randn(8, 6), dim=1)
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits, 1), target, reduction="none").sum(1)
+    for epoch, (w0, w1) in published.items():
+        weights = vote_group_weights(n_votes, epoch)
+        groups = {w0: [0, 1, 7], w1: [2, 3], 1.0: [4, 5, 6]} if w0 != w1 else {w0: [0, 1, 2, 3, 7], 1.0: [4, 5, 6]}
+        expected = sum(w * kl[idx].mean() for w, idx in groups.items())  # 8 votes is the top group
+        torch.testing.assert_close(weighted_kl(logits, target, weights), expected)
