@@ -30,7 +30,7 @@ from scipy import signal as scipy_signal
 from hms.models.stft import STFT_PRESETS
 from hms.signal.filters import SpectralFilter
 from hms.signal.montage import NodeDifferences
-from hms.signal.spectra import BandLimitedSTFT, MelSpectrogram, power_to_db
+from hms.signal.spectra import BandLimitedSTFT, MelSpectrogram, TorchaudioMel, power_to_db
 from hms.train.cpu_memory import keep_freed_cpu_memory
 
 RATE, FMAX = 200, 20.0
@@ -40,6 +40,10 @@ N_FFT, WIN, HOP = STFT_PRESETS["fine"]
 STFT_BINS = int(FMAX * N_FFT / RATE) + 1
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 PAIRS = NodeDifferences("banana16")  # LL, RL, LP, RP chains, 4 pairs each
+# The 3rd place's cfg_5a main mel: interleaved pairs, causal band-pass 0.5-20 Hz (order 2), clip, /32,
+# torchaudio MelSpectrogram 512/128/32, 64 HTK mels 0.53-30 Hz without norm, reflect-padded centre.
+MEL3 = {"n_fft": 512, "win_length": 128, "hop_length": 32, "n_mels": 64, "fmin": 0.53, "fmax": 30.0}
+PAIRS3 = NodeDifferences("interleaved16")
 
 
 def device_mel(eeg: torch.Tensor, band: SpectralFilter, mel: MelSpectrogram):
@@ -56,6 +60,25 @@ def device_stft(eeg: torch.Tensor, band: SpectralFilter, stft: BandLimitedSTFT):
     b, d, t = diffs.shape
     power = stft(diffs.reshape(b * d, t)).reshape(b, d, STFT_BINS, -1)
     return power, power
+
+
+def device_mel3(eeg: torch.Tensor, band: SpectralFilter, mel: TorchaudioMel):
+    diffs = (band(PAIRS3(eeg)).clamp(-1024, 1024) / 32)
+    b, d, t = diffs.shape
+    power = mel(diffs.reshape(b * d, t))
+    return power.reshape(b, d, *power.shape[1:]), power
+
+
+def cpu_mel3(eeg: np.ndarray):
+    """The per-sample dataset loop of the 3rd place: lfilter per pair, then a mel per pair."""
+    b, a = scipy_signal.butter(2, [0.5 / 100, 20 / 100], btype="band")
+    powers = []
+    for sample in eeg:
+        pairs = (sample[x] - sample[y] for x, y in zip(PAIRS3.a.tolist(), PAIRS3.b.tolist()))
+        filtered = (np.clip(scipy_signal.lfilter(b, a, p), -1024, 1024).astype(np.float32) / 32 for p in pairs)
+        powers.append(np.stack([librosa.feature.melspectrogram(y=x, sr=RATE, htk=True, norm=None, pad_mode="reflect",
+                                                               **MEL3) for x in filtered]))
+    return np.stack(powers), np.stack(powers)
 
 
 def cpu_pairs(sample: np.ndarray):
@@ -125,6 +148,8 @@ def main():
     mel, stft = MelSpectrogram(RATE, **MEL), BandLimitedSTFT(N_FFT, WIN, HOP, STFT_BINS, rate=RATE)
     compare("mel", lambda x: device_mel(x, band, mel), cpu_mel, eeg, slice(52, -52))
     compare("stft", lambda x: device_stft(x, band, stft), cpu_stft, eeg, slice(87, -87))
+    band3, mel3 = SpectralFilter("bandpass0.5-20_causal_o2"), TorchaudioMel(RATE, **MEL3)
+    compare("mel3", lambda x: device_mel3(x, band3, mel3), cpu_mel3, eeg, slice(None))
 
     # The published WaveNet keeps 10,000 steps x 24 differences x 54 layers of activations: batch 8
     # needs more than 24 GB on a CPU, so published sizes are timed at batch 1.

@@ -78,3 +78,71 @@ def power_to_db(power: torch.Tensor, top_db: float = 80.0, amin: float = 1e-10) 
     db = power.clamp_min(amin).log10_().mul_(10)  # in place after the first op: these tensors are large
     peak = db.flatten(1).amax(dim=1).view(-1, *[1] * (db.dim() - 1))
     return db.sub_(peak).clamp_min_(-top_db)
+
+
+def htk_mel_filters(rate: float, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Triangular mel filters [n_mels, n_fft // 2 + 1] with corners evenly spaced on the HTK mel scale
+    2595 log10(1 + f / 700) from fmin to fmax, unnormalised (peak 1): torchaudio's
+    melscale_fbanks(norm=None, mel_scale="htk"), which is librosa.filters.mel(htk=True, norm=None)."""
+    freqs = np.linspace(0, rate // 2, n_fft // 2 + 1)  # torchaudio's rate // 2
+    mel_points = np.linspace(2595.0 * np.log10(1.0 + fmin / 700.0), 2595.0 * np.log10(1.0 + fmax / 700.0), n_mels + 2)
+    corners = 700.0 * (10.0 ** (mel_points / 2595.0) - 1.0)
+    rising = (freqs[None] - corners[:-2, None]) / np.diff(corners)[:-1, None]
+    falling = (corners[2:, None] - freqs[None]) / np.diff(corners)[1:, None]
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+class TorchaudioMel(nn.Module):
+    """Mel power [..., n_mels, frames] of signals [..., T] with the numbers of torchaudio.transforms.
+    MelSpectrogram (and its defaults), without torchaudio: periodic Hann window of win_length zero-padded
+    (centred) to n_fft, power 2, center=True with reflect padding (frames = 1 + T // hop for even n_fft),
+    HTK mel scale, norm None. The 3rd place's mel (RECIPES.md 2.3); unlike MelSpectrogram above (librosa's
+    Slaney mel, zero padding).
+
+    Only the FFT bins below the last filter's upper corner are computed, each over the win_length samples
+    where the window is non-zero (BandLimitedSTFT), so a 2048-point zoom with a 16-sample window costs a
+    16-tap conv1d, not a 2048-point FFT per frame."""
+
+    def __init__(self, rate: int = 200, n_fft: int = 400, win_length: int | None = None,
+                 hop_length: int | None = None, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None):
+        super().__init__()
+        win_length = win_length or n_fft  # torchaudio's defaults
+        hop_length = hop_length or win_length // 2
+        fmax = float(rate // 2) if fmax is None else fmax
+        if win_length > n_fft:
+            raise ValueError(f"win_length {win_length} must not exceed n_fft {n_fft}")
+        if not 0 <= fmin < fmax <= rate / 2:
+            raise ValueError(f"mel band {fmin}-{fmax} Hz must satisfy 0 <= fmin < fmax <= {rate / 2}")
+        basis = htk_mel_filters(rate, n_fft, n_mels, fmin, fmax)
+        n_bins = int(np.flatnonzero(basis.any(axis=0)).max(initial=0)) + 1
+        self.register_buffer("basis_t", torch.tensor(basis[:, :n_bins].T.copy(), dtype=torch.float32))
+        self.stft = BandLimitedSTFT(n_fft, win_length, hop_length, n_bins, rate=rate)
+        self.pad = n_fft // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] <= self.pad:
+            raise ValueError(f"reflect padding needs signals longer than n_fft // 2 = {self.pad}, not {x.shape[-1]}")
+        with torch.autocast(x.device.type, enabled=False):  # mel power overflows fp16
+            flat = x.float().reshape(-1, 1, x.shape[-1])
+            power = self.stft(F.pad(flat, (self.pad, self.pad), mode="reflect")[:, 0])  # [N, bins, frames]
+            mel = (power.transpose(1, 2) @ self.basis_t).transpose(1, 2)  # one GEMM over all frames
+            return mel.reshape(*x.shape[:-1], *mel.shape[1:])
+
+
+DB_FLOORS = ("batch", "spectrogram")  # amplitude_to_db's top_db floors
+
+
+def amplitude_to_db(power: torch.Tensor, top_db: float | None = None, floor: str = "batch",
+                    amin: float = 1e-10) -> torch.Tensor:
+    """10 log10(max(power, amin)) of spectrograms [..., F, T]: torchaudio.transforms.AmplitudeToDB
+    (stype "power", ref 1). With top_db, values are floored top_db below a maximum:
+    floor "batch": the maximum of the whole tensor, what torchaudio does to a 3-D (N, F, T) stack (it
+    folds N into one set of channels), so the 3rd place's (bs*16, F, T) mels share one floor that
+    depends on the batch [quirk, as published]; "spectrogram": each [F, T] spectrogram's own maximum."""
+    if floor not in DB_FLOORS:
+        raise ValueError(f"dB floor must be 'batch' (torchaudio on a stack) or 'spectrogram', not {floor!r}")
+    db = power.clamp_min(amin).log10().mul(10.0)
+    if top_db is None:
+        return db
+    peak = db.amax() if floor == "batch" else db.amax(dim=(-2, -1), keepdim=True)
+    return torch.maximum(db, peak - top_db)

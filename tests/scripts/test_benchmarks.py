@@ -24,4 +24,4 @@ def test_bench_data_runs_and_both_paths_return_the_same_windows(small_set):
 def test_bench_frontend_runs_and_matches_the_cpu_recipes():
     out = run(SCRIPTS / "bench_frontend.py", "--batch", "2", "--sizes")
     differences = [float(d) for d in re.findall(r"largest difference (\S+) of the peak", out)]
-    assert len(differences) == 2 and max(differences) < 1e-3  # mel and stft give librosa's numbers
+    assert len(differences) == 3 and max(differences) < 1e-3  # mel, stft and the 3rd-place mel give librosa's numbers
