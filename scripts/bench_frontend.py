@@ -154,8 +154,9 @@ def main():
     # The published WaveNet keeps 10,000 steps x 24 differences x 54 layers of activations: batch 8
     # needs more than 24 GB on a CPU, so published sizes are timed at batch 1.
     print("forward+backward in training mode, samples/s and seconds per step (tiny at batch 8, published at batch 1):")
+    families = sorted(p.stem for p in (Path(CONF) / "model").glob("*.yaml"))  # every model family
     runs = [(f"{size} {name}", [f"model={name}", f"size={size}"], 8 if size == "tiny" else 1)
-            for size in args.sizes for name in ("wavenet", "stft", "spec_attn", "fusion")]
+            for size in args.sizes for name in families]
     runs += [(experiment, [f"experiment={experiment}", "pretrained=false"], 1) for experiment in args.experiments]
     with initialize_config_dir(CONF, version_base="1.3"):
         for label, overrides, n in runs:

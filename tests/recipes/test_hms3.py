@@ -4,6 +4,7 @@ import torch
 from hydra.utils import instantiate
 
 from hms.data.inputs import random_batch
+from hms.ensemble.predict import predict_folder
 from hms.models.describe import describe
 from tests.helpers import compose_config
 from tests.train.test_loop import run
@@ -58,6 +59,9 @@ def test_every_2d_preset_trains_a_few_steps_at_cpu_size(name, small_set, tmp_pat
                   "trainer.batch_size=4", "trainer.accumulate=1", "trainer.val_batch_size=8",
                   "sampling.train_min_votes=1", "data.n_folds=4", "name=test")
     assert metrics["steps"] == 2 and torch.isfinite(torch.tensor(metrics["history"][-1]["train_loss"]))
+    if name == "hms3_cfg5a":  # and predicts the test folder from its checkpoint
+        probs, rows = predict_folder(small_set, [tmp_path / "checkpoint.pt"], tta=False, progress=False)
+        assert probs["test"].shape == (len(rows), 6) and (probs["test"] > 0).all()
 
 
 SQUEEZE_TINY = ["model.F1=16", "model.dim=32", "model.heads=2", "model.blocks=1"]
@@ -88,3 +92,6 @@ def test_the_1d_presets_train_a_few_steps_at_cpu_size(name, small_set, tmp_path)
     metrics = run(small_set, tmp_path, f"experiment={name}", *SQUEEZE_TINY, "trainer=smoke", "trainer.max_steps=2",
                   "trainer.batch_size=4", "trainer.accumulate=1", "trainer.val_batch_size=8", "data.n_folds=4")
     assert metrics["steps"] == 2 and torch.isfinite(torch.tensor(metrics["history"][-1]["train_loss"]))
+    if name == "hms3_cfg2a":  # and predicts the test folder from its checkpoint
+        probs, rows = predict_folder(small_set, [tmp_path / "checkpoint.pt"], tta=False, progress=False)
+        assert probs["test"].shape == (len(rows), 6)
