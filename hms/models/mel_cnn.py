@@ -116,7 +116,7 @@ class MelCNN(nn.Module):
 
     def __init__(self, filter: str = "bandpass0.5-20_causal_o2", clip: float = 1024.0, scale: float = 32.0,
                  band_pass_p: float = 0.2, band_pass_max_channels: int = 8, band_pass_low=(0.0001, 2.0),
-                 band_pass_high=(10, 20), band_pass_order: int = 2,
+                 band_pass_high=(10, 20), band_pass_order: int = 2, band_pass_replace: bool = True,
                  n_fft: int = 512, win_length: int = 128, hop_length: int = 32, n_mels: int = 64,
                  fmin: float = 0.53, fmax: float = 30.0, top_db: float | None = 100.0, db_floor: str = "batch",
                  zoom_length: int | None = 2400, zoom_n_fft: int = 2048, zoom_win_length: int = 16,
@@ -144,7 +144,7 @@ class MelCNN(nn.Module):
         self.filter = SpectralFilter(filter, rate=rate)
         self.clip, self.scale, self.rate = clip, scale, rate
         self.band_pass = dict(p=band_pass_p, max_channels=band_pass_max_channels, low_range=tuple(band_pass_low),
-                              high_range=tuple(band_pass_high), order=band_pass_order)
+                              high_range=tuple(band_pass_high), order=band_pass_order, replace=band_pass_replace)
         self.mel = TorchaudioMel(rate, n_fft, win_length, hop_length, n_mels, fmin, fmax)
         self.zoom_mel = (None if zoom_length is None else
                          TorchaudioMel(rate, zoom_n_fft, zoom_win_length, zoom_hop_length, n_mels, fmin, fmax))

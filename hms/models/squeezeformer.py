@@ -289,7 +289,7 @@ class EEGSqueezeformer(nn.Module):
                  filter: str = "bandpass1.6-30_causal_o1", clip: float = 1024.0, scale: float = 32.0,
                  time_reverse_p: float = 0.5, swap_p: float = 0.5,
                  band_pass_p: float = 0.2, band_pass_max_channels: int = 8, band_pass_low=(1.6, 2.0),
-                 band_pass_high=(10, 30), band_pass_order: int | None = None,
+                 band_pass_high=(10, 30), band_pass_order: int | None = None, band_pass_replace: bool = True,
                  montage_drop_p: float = 0.5, montage_drop_max: int = 8,
                  # CNN front end (RECIPES 2.6 table)
                  F1: int = 64, D: int = 2, conv_groups: int = 4, temporal_kernel: int = 16,
@@ -333,6 +333,7 @@ class EEGSqueezeformer(nn.Module):
         self.clip, self.scale = clip, scale
         self.time_reverse_p, self.swap_p = time_reverse_p, swap_p
         self.band_pass_p, self.band_pass_max_channels = band_pass_p, band_pass_max_channels
+        self.band_pass_replace = band_pass_replace  # the channels drawn with replacement, as published
         self.band_pass_low, self.band_pass_high = tuple(band_pass_low), tuple(band_pass_high)
         # ds_2.py: the extra band-pass has order max(butter_order, 1)
         self.band_pass_order = (max(PRESETS[filter].get("order", ORDER), 1) if band_pass_order is None
@@ -369,7 +370,8 @@ class EEGSqueezeformer(nn.Module):
                 # numpy draws seeded from torch's generator: reproducible under torch.manual_seed
                 rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
                 x = random_band_pass(x, self.band_pass_p, self.band_pass_max_channels, self.band_pass_low,
-                                     self.band_pass_high, self.band_pass_order, rng=rng)
+                                     self.band_pass_high, self.band_pass_order, rng=rng,
+                                     replace=self.band_pass_replace)
             return x.clamp(-self.clip, self.clip) / self.scale
 
     def _chosen(self, x: torch.Tensor, p: float) -> torch.Tensor:

@@ -77,10 +77,12 @@ def causal_convolve(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
 
 
 def random_band_pass(x: torch.Tensor, p: float, max_channels: int, low_range, high_range, order: int,
-                     high_integer: bool = True, rate: float = 200.0, rng: np.random.Generator | None = None):
+                     high_integer: bool = True, rate: float = 200.0, rng: np.random.Generator | None = None,
+                     replace: bool = True):
     """The 3rd place's random extra band-pass of x [B, C, T]: with probability p per sample, re-filter
-    1 + randint(max_channels) channels (drawn with replacement, so a channel drawn twice is filtered
-    once) with a causal Butterworth band-pass of order `order`, low cut U(*low_range) Hz and high cut
+    1 + randint(max_channels) channels (drawn with replacement as published, so a channel drawn twice is
+    filtered once and fewer channels change; replace=False, the fix, draws them without) with a causal
+    Butterworth band-pass of order `order`, low cut U(*low_range) Hz and high cut
     randint(*high_range) Hz (U(*high_range) with high_integer False). The cut-offs are drawn per sample;
     the filter runs on the device as a convolution with its impulse response over the whole window."""
     rng = rng or np.random.default_rng()
@@ -91,7 +93,9 @@ def random_band_pass(x: torch.Tensor, p: float, max_channels: int, low_range, hi
     for b in range(x.shape[0]):
         if rng.random() >= p:
             continue
-        channels = sorted(set(rng.integers(0, x.shape[1], 1 + int(rng.integers(max_channels))).tolist()))
+        count = 1 + int(rng.integers(max_channels))
+        channels = sorted(set((rng.integers(0, x.shape[1], count) if replace
+                               else rng.choice(x.shape[1], min(count, x.shape[1]), replace=False)).tolist()))
         high = int(rng.integers(*high_range)) if high_integer else float(rng.uniform(*high_range))
         low = float(rng.uniform(*low_range))
         sos = scipy_signal.butter(order, [low, high], btype="bandpass", fs=rate, output="sos")

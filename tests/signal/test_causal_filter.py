@@ -130,3 +130,15 @@ def test_random_band_pass_refilters_a_few_channels_of_chosen_samples_like_lfilte
         assert np.abs(out[b, channels].numpy() - ref[channels]).max() < 1e-4
         touched += 1
     assert 0 < touched < 6
+
+
+def test_random_band_pass_without_replacement_changes_every_drawn_channel():
+    from hms.signal.filters import random_band_pass
+    x = torch.tensor(np.random.default_rng(5).standard_normal((200, 16, 400)), dtype=torch.float32)
+    changed = {}
+    for replace in (True, False):
+        out = random_band_pass(x, 1.0, 8, (0.0001, 2), (10, 20), 2, rng=np.random.default_rng(1), replace=replace)
+        changed[replace] = (out != x).any(dim=2).sum(dim=1).float()
+    assert changed[False].mean().item() == pytest.approx(4.5, abs=0.4)  # 1 + randint(8) distinct channels
+    assert changed[True].mean() < changed[False].mean() - 0.2  # duplicates draws change fewer channels
+    assert changed[False].min() >= 1 and changed[False].max() <= 8
