@@ -45,6 +45,9 @@ def test_every_2d_preset_composes_and_builds_its_published_image(name):
     model = instantiate(m)
     rows = describe(model, random_batch(["eeg"]))
     assert rows[0]["backbone_input"] == (1, *image)
+    # timm's mixnet_xl / mixnet_l without classifier, GeM's p and Linear(features, 6); cfg_1's 1-plane stem
+    # has 2 x 9 x 40 = 720 weights fewer than the 3-plane one
+    assert rows[-1]["parameters"] == {"hms3_cfg1": 10_368_271, "hms3_cfg3": 5_801_475}.get(name, 10_368_991)
 
 
 def test_the_best_2d_model_has_the_published_size():
