@@ -3,7 +3,8 @@
 A batch holds one tensor per input, under the input's name (`batch["eeg"]`, `batch["spec"]`), chosen
 by config (`data.inputs: [eeg, spec]`). An input declares
 - its source: which csv column names its file (`id_column`), which folder holds it (`folder`), and
-  `read(path)`, one file -> float32 [time, width] (a derived input computes itself from its source here);
+  `read(path)`, one file -> [time, width] (a derived input computes itself from its source here), kept
+  as `dtype` (float32, or uint8 for an image stored as bytes);
 - its cache: every source file streamed into one memory-mapped array, channel-major or time-major
   (`channel_major`), so that a window is a slice;
 - its window: `rate` rows per second, `length` rows, started at the row's `offset_column` seconds by
@@ -46,6 +47,7 @@ class Input:
     flip_block: int = 1     # flips permute blocks of this many entries along the width axis
     flips: dict = {}        # "lr" / "fb" -> permutation of the blocks
     nan_fill: float | None = 0.0  # NaN becomes this in the cache; None keeps NaN (the model repairs it)
+    dtype = np.float32      # of the cache and the windows (uint8 for an image stored as bytes)
     version: int = 1        # bump when read() or nan_fill changes, so that caches rebuild
 
     @property
@@ -61,7 +63,7 @@ class Input:
         return all(f in self.flips for f in FLIPS)
 
     def read(self, path: Path) -> tuple[np.ndarray, float]:
-        """One source file -> (float32 [time, width] with NaN kept, time in seconds of its first row)."""
+        """One source file -> ([time, width] with NaN kept, time in seconds of its first row)."""
         raise NotImplementedError
 
     def count_rows(self, path: Path) -> int:
@@ -204,6 +206,49 @@ def random_batch(names, n: int = 1, seed: int = 0) -> dict:
     return batch
 
 
+def chris_mel_16th(eeg: np.ndarray) -> np.ndarray:
+    """Chris Deotte's EEG spectrogram as the 16th place computed it once per whole record (RECIPES.md 5.2):
+    per chain (LL, LP, RL, RP) and bipolar pair, NaN -> the pair's mean (0 if all NaN), librosa mel (sr 200,
+    n_fft 1000, hop 40, 128 mels, 0-20 Hz, center off), power_to_db(ref=max) over the record, (dB+40)/40;
+    the mean of the chain's 4 pairs; stored as uint8 of (img + 1) / 2 * 255 (truncated, as astype does).
+    eeg [n, 20] -> uint8 [(n - 1000) // 40 + 1, 4 x 128], chain-major columns."""
+    import librosa
+    chains = []
+    for chain in ("LL", "LP", "RL", "RP"):
+        electrodes = layout.CHAINS[chain]
+        images = []
+        for a, b in zip(electrodes, electrodes[1:]):
+            x = eeg[:, layout.EEG_COLUMNS.index(a)] - eeg[:, layout.EEG_COLUMNS.index(b)]
+            mean = np.nanmean(x) if not np.isnan(x).all() else 0.0
+            x = np.nan_to_num(x, nan=mean).astype(np.float32)
+            mel = librosa.feature.melspectrogram(y=x, sr=layout.EEG_RATE, hop_length=40, n_fft=1000, n_mels=128,
+                                                 fmin=0, fmax=20, center=False)
+            images.append((librosa.power_to_db(mel, ref=np.max) + 40) / 40)
+        chains.append(np.mean(images, axis=0).T)  # [frames, 128]
+    return (((np.concatenate(chains, axis=1) + 1) / 2) * 255).astype(np.uint8)
+
+
+@register_input
+class EEGMel16(Input):
+    """The 16th place's per-EEG mel-spectrogram cache (chris_mel_16th over the whole record), sliced as
+    its frames [eeg_offset * 200 // 40, + 226): [226, 512] uint8 (divide by 255 for its [0, 1] image).
+    Left/right swaps the chains LL <-> RL and LP <-> RP (its [2, 3, 0, 1]); front/back is not declared."""
+    name, id_column, folder, offset_column = "eeg_mel", "eeg_id", "eegs", "eeg_label_offset_seconds"
+    rate, length, width = layout.EEG_RATE / 40, (layout.EEG_WINDOW - 1000) // 40 + 1, 4 * 128
+    channel_major, pad_past_end, dtype = False, False, np.uint8
+    flip_block = 128
+    flips = {"lr": (2, 3, 0, 1)}
+
+    def read(self, path):
+        return chris_mel_16th(read_eeg(path)), 0.0
+
+    def count_rows(self, path):
+        return (pq.ParquetFile(path).metadata.num_rows - 1000) // 40 + 1
+
+    def first_row(self, offset_seconds, first_time):
+        return int(round(offset_seconds * layout.EEG_RATE)) // 40  # the EEG sample, then whole frames
+
+
 def flip_batch(batch: dict, inputs: dict, names) -> dict:
     """The batch mirrored by the flips `names` (e.g. ("lr",)): every input of `inputs` it holds."""
     if not names:
@@ -211,18 +256,21 @@ def flip_batch(batch: dict, inputs: dict, names) -> dict:
     return dict(batch) | {n: inp.flip_tensor(batch[n], names) for n, inp in inputs.items() if n in batch}
 
 
-def tta_views(inputs: dict, tta: bool) -> tuple:
+def tta_views(inputs: dict, tta: bool, flips=FLIPS) -> tuple:
+    """The views flip TTA averages: every combination of `flips` (the 4 of TTA_VIEWS for both, the
+    identity and left/right for ("lr",) as the 16th place had it)."""
     if not tta:
         return TTA_VIEWS[:1]
-    missing = [n for n, inp in inputs.items() if not inp.has_tta]
+    missing = [(n, f) for n, inp in inputs.items() for f in flips if f not in inp.flips]
     if missing:
-        raise ValueError(f"flip TTA needs both flips of every input; {missing[0]!r} lacks one (set aug.tta=false)")
-    return TTA_VIEWS
+        raise ValueError(f"flip TTA: input {missing[0][0]!r} declares no {missing[0][1]!r} flip (set aug.tta=false "
+                         "or aug.tta_flips without it)")
+    return tuple(view for view in TTA_VIEWS if set(view) <= set(flips))
 
 
-def tta_probabilities(model, batch: dict, inputs: dict, tta: bool = True) -> torch.Tensor:
-    """Softmax of the model's logits [B, 6], averaged over the four flip views when `tta`: the one
-    flip TTA of validation and inference."""
-    views = tta_views(inputs, tta)
+def tta_probabilities(model, batch: dict, inputs: dict, tta: bool = True, flips=FLIPS) -> torch.Tensor:
+    """Softmax of the model's logits [B, 6], averaged over the flip views when `tta`: the one flip TTA
+    of validation and inference."""
+    views = tta_views(inputs, tta, flips)
     total = sum(model(flip_batch(batch, inputs, v))["logits"].float().softmax(dim=1) for v in views)
     return total / len(views)

@@ -2,7 +2,7 @@
 hms/data/sampling.py).
 
 prepare_data(root, inputs=...) reads train.csv once and, for every declared input (hms/data/inputs.py),
-every source file once, streaming them into one memory-mapped float32 array per input (eeg.npy
+every source file once, streaming them into one memory-mapped array per input (eeg.npy
 [20, samples] channel-major, spec.npy [rows, 400]) with an index, so a training window is a slice that
 the Dataset copies once (no transpose, no parsing). Peak memory is a few files at a time, whatever the
 size of the data set. The rows and each input's cache have their own manifest of the files and
@@ -64,14 +64,15 @@ def _write_one(inp: Input, npy: Path, header: int, total: int, start: int, lengt
     if len(data) != length:  # it would overwrite its neighbour in the cache
         raise DataError(f"{path}: {len(data)} rows read, {length} expected")
     nan = int(np.isnan(data).sum())
-    data = inp.fill_nan(data).astype(np.float32, copy=False)
+    data = inp.fill_nan(data).astype(inp.dtype, copy=False)
+    size = np.dtype(inp.dtype).itemsize
     fd = os.open(npy, os.O_WRONLY)
     try:
         if inp.channel_major:  # one run per channel
             for channel, samples in enumerate(np.ascontiguousarray(data.T)):
-                os.pwrite(fd, samples.tobytes(), header + 4 * (channel * total + start))
+                os.pwrite(fd, samples.tobytes(), header + size * (channel * total + start))
         else:
-            os.pwrite(fd, data.tobytes(), header + 4 * start * data.shape[1])
+            os.pwrite(fd, data.tobytes(), header + size * start * data.shape[1])
     finally:
         os.close(fd)
     return nan, first_time
@@ -98,7 +99,7 @@ def _build_cache(inp: Input, paths: list[Path], ids: list[int], out: Path, worke
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     npy = out / f"{inp.name}.tmp.npy"
     shape = (inp.width, total) if inp.channel_major else (total, inp.width)
-    header = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=shape).offset  # a sparse file
+    header = np.lib.format.open_memmap(npy, mode="w+", dtype=inp.dtype, shape=shape).offset  # a sparse file
     write = partial(_write_one, inp, npy, header, total)
     first_time, nan_total = [], 0
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -69,6 +69,14 @@ def keep_max_overlap_per_vote_vector(rows: pd.DataFrame, first_per_eeg: bool = F
     return keep
 
 
+def keep_centre_per_eeg(rows: pd.DataFrame) -> np.ndarray:
+    """16th place (CenterSubrecord): per eeg_id the row at index len // 2 of its rows in eeg_sub_id order."""
+    order = rows.sort_values(["eeg_id", "eeg_sub_id"], kind="stable")
+    rank = order.groupby("eeg_id").cumcount().to_numpy()
+    size = order.groupby("eeg_id").eeg_id.transform("size").to_numpy()
+    return rows.index.isin(order.index[rank == size // 2])
+
+
 # sampling.dedup / sampling.val_dedup: name -> rows -> mask of the rows kept
 DEDUP_RULES = {
     "none": keep_all,
@@ -78,6 +86,7 @@ DEDUP_RULES = {
     "max_votes_50s_first": lambda rows: keep_max_votes_spaced(rows, 50.0, first_only=True),  # its validation
     "max_overlap": keep_max_overlap_per_vote_vector,  # 3rd place, training
     "max_overlap_first_per_eeg": lambda rows: keep_max_overlap_per_vote_vector(rows, first_per_eeg=True),  # golden
+    "centre_per_eeg": keep_centre_per_eeg,  # 16th place, validation and test
 }
 
 

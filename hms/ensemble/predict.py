@@ -64,7 +64,7 @@ def load_model(path, device="cpu") -> tuple[str, dict, torch.nn.Module]:
 
 @torch.inference_mode()
 def predict_dataset(model, dataset, inputs=("eeg", "spec"), batch_size=8, tta=True, device="cpu", progress=True,
-                    desc="predict", flip_inputs=None) -> np.ndarray:
+                    desc="predict", flip_inputs=None, tta_flips=("lr", "fb")) -> np.ndarray:
     """Probabilities [len(dataset), 6] of one model, which reads the named inputs of each item; TTA
     flips `flip_inputs` (None: all of them), as the model's training flips did."""
     inputs = get_inputs(inputs)
@@ -72,7 +72,7 @@ def predict_dataset(model, dataset, inputs=("eeg", "spec"), batch_size=8, tta=Tr
     probs = []
     for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=desc, disable=not progress):
         views = {name: batch[name].to(device) for name in inputs}
-        probs.append(tta_probabilities(model, views, flipped, tta).cpu().numpy())
+        probs.append(tta_probabilities(model, views, flipped, tta, tta_flips).cpu().numpy())
     return np.concatenate(probs).astype(np.float64)
 
 
@@ -106,7 +106,8 @@ def predict_folder(root, checkpoints, batch_size=8, tta=True, device=None, progr
             raise CheckpointError(f"{path}: its model config differs from {first[0]}'s, yet both are named "
                                   f"'{name}' (train with name=<model name>, or pass names)")
         probs = predict_dataset(model, windows(inputs), inputs, batch_size, tta, device, progress,
-                                desc=f"{name} {Path(path).parent.name}", flip_inputs=config["aug"]["flip_inputs"])
+                                desc=f"{name} {Path(path).parent.name}", flip_inputs=config["aug"]["flip_inputs"],
+                                tta_flips=config["aug"]["tta_flips"])
         per_eeg = pd.DataFrame(probs, index=distinct.eeg_id.to_numpy()).groupby(level=0).mean()
         per_name[name].append(per_eeg.loc[rows.eeg_id].to_numpy())
         del model  # one model in memory at a time

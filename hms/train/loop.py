@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -28,6 +27,7 @@ from hms.log.curves import plot_curves
 from hms.train import checkpoint, distributed
 from hms.train.augment import augment_batch
 from hms.train.cpu_memory import keep_freed_cpu_memory
+from hms.train.ema import make_ema, update_ema
 from hms.train.losses import model_loss, smooth, vote_weights
 from hms.train.sampler import EpochSampler
 
@@ -82,7 +82,7 @@ def noisy_student_targets(path, rows: pd.DataFrame) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model, dataset, batch_size: int, d: distributed.Dist, tta: bool, workers: int) -> np.ndarray:
+def predict(model, dataset, batch_size: int, d: distributed.Dist, tta: bool, workers: int, flips) -> np.ndarray:
     """Probabilities for every item of `dataset` (in order), sharded over ranks and gathered; TTA flips
     the inputs the training flips act on."""
     inputs = {name: source.input for name, source in dataset.sources.items() if name in dataset.flip_inputs}
@@ -92,7 +92,7 @@ def predict(model, dataset, batch_size: int, d: distributed.Dist, tta: bool, wor
                         num_workers=workers)
     probs = []
     for batch in tqdm(loader, desc="validate", leave=False, disable=not d.main):
-        probs.append(tta_probabilities(model, to_device(batch, d.device), inputs, tta).cpu().numpy())
+        probs.append(tta_probabilities(model, to_device(batch, d.device), inputs, tta, flips).cpu().numpy())
     mine = np.concatenate(probs) if probs else np.zeros((0, 6), np.float32)
     return np.concatenate(distributed.gather(d, mine))
 
@@ -175,8 +175,7 @@ def train(cfg, run_dir: Path) -> dict:
         raise ValueError(f"trainer.amp must be one of {sorted(AMP_DTYPES)}, not {tr.amp!r}")
     amp_dtype = AMP_DTYPES[tr.amp] if cuda else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tr.ema_decay), use_buffers=True)
-           if tr.ema_decay else None)
+    ema = make_ema(model, tr.ema_decay, tr.ema_warmup, tr.ema_average_buffers)
     net = torch.nn.parallel.DistributedDataParallel(model) if d.on else model
 
     start_epoch, step, history = 0, 0, []
@@ -250,12 +249,12 @@ def train(cfg, run_dir: Path) -> dict:
             scheduler.step()
             step += 1
             if ema is not None and tr.ema_every == "step":
-                ema.update_parameters(model)
+                update_ema(ema, model, tr.ema_average_buffers)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if tr.max_steps is not None and step >= tr.max_steps:
                 break
         if ema is not None and tr.ema_every == "epoch":
-            ema.update_parameters(model)
+            update_ema(ema, model, tr.ema_average_buffers)
         seconds = time.time() - started
         train_seconds, train_samples = train_seconds + seconds, train_samples + seen
 
@@ -264,7 +263,7 @@ def train(cfg, run_dir: Path) -> dict:
         if val_set is not None:
             last = epoch == tr.epochs - 1 or (tr.max_steps is not None and step >= tr.max_steps)
             tta = cfg.aug.tta and last  # flip TTA costs 4 forwards: only for the final, reported score
-            probs = predict(eval_model, val_set, tr.val_batch_size, d, tta, cfg.data.num_workers)
+            probs = predict(eval_model, val_set, tr.val_batch_size, d, tta, cfg.data.num_workers, cfg.aug.tta_flips)
             oof = oof_frame(rows.iloc[val_pos], probs)
             record |= score(oof, prior, oracle, sm.val_min_votes)
         history.append(record)

@@ -10,11 +10,15 @@ from torch.optim.lr_scheduler import LambdaLR
 
 
 def cosine_with_warmup(optimizer, total_steps: int, epoch_steps=None, warmup_fraction: float = 0.05,
-                       min_lr_ratio: float = 0.0) -> LambdaLR:
-    """Linear warm-up over the first warmup_fraction of steps, then cosine down to min_lr_ratio x lr."""
+                       min_lr_ratio: float = 0.0, warmup_start_ratio: float | None = None) -> LambdaLR:
+    """Linear warm-up over the first warmup_fraction of steps, then cosine down to min_lr_ratio x lr.
+    The warm-up climbs (step + 1) / warmup, or linearly from warmup_start_ratio at step 0 to 1 at the end
+    of the warm-up (the 16th place: 0.1 -> 1 over 10 %, then cosine to 0.01)."""
     warmup = int(round(warmup_fraction * total_steps))
 
     def factor(step: int) -> float:
+        if step < warmup and warmup_start_ratio is not None:
+            return warmup_start_ratio + (1 - warmup_start_ratio) * step / warmup
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))

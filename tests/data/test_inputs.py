@@ -120,3 +120,20 @@ def test_unknown_or_unflippable_inputs_are_one_line_errors(small_set, tmp_path):
         inp.flip_order(["lr"])
     assert not inp.has_tta and INPUTS["chain_envelope"].has_tta
     assert pd.Series(NAMES).isin(list(INPUTS)).all()
+
+
+def test_the_16th_place_eeg_mel_cache_equals_a_fresh_computation(small_set, tmp_path):
+    from hms.data.inputs import chris_mel_16th
+    names = ["eeg", "eeg_mel"]
+    prepared = load_prepared(prepare_data(small_set, tmp_path / "cache", workers=1, progress=False, inputs=names), names)
+    rows = prepared.rows
+    position = int(np.flatnonzero(rows.eeg_label_offset_seconds.to_numpy() > 0)[0])
+    r = rows.iloc[position]
+    item = HMSDataset(prepared, [position])[0]
+    fresh = chris_mel_16th(read_eeg(small_set / f"train_eegs/{r.eeg_id}.parquet"))
+    first = int(round(r.eeg_label_offset_seconds * 200)) // 40
+    assert item["eeg_mel"].dtype == torch.uint8 and item["eeg_mel"].shape == (226, 512)
+    np.testing.assert_array_equal(item["eeg_mel"].numpy(), fresh[first:first + 226])
+    assert np.load(tmp_path / "cache" / "eeg_mel.npy", mmap_mode="r").dtype == np.uint8  # stored as bytes
+    flipped = HMSDataset(prepared, [position], flip_lr_p=1.0)[0]["eeg_mel"].numpy()  # LL, LP, RL, RP -> RL, RP, LL, LP
+    np.testing.assert_array_equal(flipped[:, :256], item["eeg_mel"].numpy()[:, 256:])

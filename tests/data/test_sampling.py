@@ -66,3 +66,9 @@ def test_the_3rd_place_rule_keeps_the_most_overlapping_window_per_vote_vector():
     assert keep_max_overlap_per_vote_vector(rows).tolist() == [False, True, False, True, True, True]
     assert keep_max_overlap_per_vote_vector(rows, first_per_eeg=True).tolist() == [False, True, False, False, True, False]
     assert dedup_mask(rows, "max_overlap").sum() == 4 and dedup_mask(rows, "max_overlap_first_per_eeg").sum() == 2
+
+
+def test_the_16th_place_validation_row_is_the_centre_sub_record():
+    rows = pd.DataFrame({"eeg_id": [5, 5, 5, 5, 7, 7, 7], "eeg_sub_id": [3, 0, 1, 2, 0, 1, 2],
+                         "eeg_label_offset_seconds": [6.0, 0, 2, 4, 0, 2, 4]})
+    assert dedup_mask(rows, "centre_per_eeg").tolist() == [False, False, False, True, False, True, False]

@@ -169,3 +169,14 @@ def test_bad_checkpoints_are_refused_naming_the_file(real_hms, checkpoints, tmp_
     wide = save_tiny_fusion(tmp_path / "wide/checkpoint.pt", "fusion", 3, ["~model.extractors.wavenet", "~model.loss_weights.wavenet"])
     with pytest.raises(CheckpointError, match="model config differs"):
         predict_folder(real_hms, [checkpoints[0], wide], progress=False)
+
+
+def test_tta_with_left_right_only_averages_two_views():
+    torch.manual_seed(0)
+    batch = {"eeg": torch.randn(2, 20, 50), "spec": torch.rand(2, 30, 400)}
+    model = Recorder()
+    probs = tta_probabilities(model, batch, INPUTS, tta=True, flips=("lr",))
+    assert len(model.seen) == 2
+    torch.testing.assert_close(model.seen[1]["eeg"], batch["eeg"][:, list(FLIP_LR)])
+    each = [model(v)["logits"].softmax(dim=1) for v in model.seen[:2]]
+    torch.testing.assert_close(probs, (each[0] + each[1]) / 2)

@@ -187,3 +187,38 @@ def test_vote_group_loss_is_a_sum_of_group_means_with_the_published_weights():
         groups = {w0: [0, 1, 7], w1: [2, 3], 1.0: [4, 5, 6]} if w0 != w1 else {w0: [0, 1, 2, 3, 7], 1.0: [4, 5, 6]}
         expected = sum(w * kl[idx].mean() for w, idx in groups.items())  # 8 votes is the top group
         torch.testing.assert_close(weighted_kl(logits, target, weights), expected)
+
+
+def test_torch_ema_warm_up_gives_the_published_decays_and_keeps_live_buffers():
+    """16th place: torch_ema(decay 0.8) updated once per epoch never reaches 0.8 (RECIPES.md 3.6)."""
+    from hms.train.ema import make_ema, update_ema
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    torch.nn.init.zeros_(model[0].weight)
+    ema = make_ema(model, 0.8, "torch_ema", average_buffers=False)
+    published = [0.182, 0.25, 0.308, 0.357, 0.400, 0.438, 0.471, 0.500, 0.526, 0.550, 0.571, 0.591, 0.609, 0.625,
+                 0.640, 0.654]
+    expected = 0.0
+    for epoch, decay in enumerate(published, start=1):
+        model[0].weight.data.fill_(float(epoch))  # the weights after this epoch
+        model[1].running_mean.fill_(float(epoch))
+        update_ema(ema, model, average_buffers=False)
+        expected = decay * expected + (1 - decay) * epoch
+        assert ema.module[0].weight.item() == pytest.approx(expected, abs=2e-3 * epoch)
+        assert ema.module[1].running_mean.item() == epoch  # the live statistics
+    # the final average weighs the last epochs' weights 0.346, 0.235, 0.157 (RECIPES.md 3.6): measured by
+    # averaging one-hot "weights" through the same EMA
+    coefficients = []
+    for hot in (16, 15, 14):
+        probe = make_ema(model, 0.8, "torch_ema", average_buffers=False)
+        probe.module[0].weight.data.zero_()
+        for epoch in range(1, 17):
+            model[0].weight.data.fill_(float(epoch == hot))
+            update_ema(probe, model, average_buffers=False)
+        coefficients.append(probe.module[0].weight.item())
+    assert coefficients == pytest.approx([0.346, 0.235, 0.157], abs=1e-3)
+    constant = make_ema(model, 0.8, "none")
+    model[0].weight.data.fill_(1.0)
+    update_ema(constant, model)
+    model[0].weight.data.fill_(2.0)
+    update_ema(constant, model)
+    assert constant.module[0].weight.item() == pytest.approx(0.8 * 1 + 0.2 * 2)
