@@ -12,11 +12,12 @@ class BackboneError(RuntimeError):
 
 def create_backbone(name: str, in_chans: int = 1, pretrained: bool = False, weights_path: str | None = None,
                     stem_stride=None, global_pool: str = "avg", drop_rate: float = 0.0,
-                    drop_path_rate: float = 0.0) -> nn.Module:
+                    drop_path_rate: float = 0.0, **timm_kwargs) -> nn.Module:
     """A timm model without classifier: pooled features [B, F] (global_pool "avg", "max", ...), or with
     global_pool "" the feature map it would pool ([B, F, H, W] for CNNs, tokens for ViTs); F is
     .num_features either way. drop_rate is the dropout before the (removed) classifier, drop_path_rate
-    the stochastic depth of the blocks, both as timm defines them.
+    the stochastic depth of the blocks, both as timm defines them; timm_kwargs go to timm.create_model
+    (e.g. img_size).
 
     pretrained=True takes timm's default weights of `name` from the Hugging Face cache, or downloads them;
     offline (HF_HUB_OFFLINE=1) with nothing cached it fails at once with one line. weights_path loads a
@@ -26,10 +27,11 @@ def create_backbone(name: str, in_chans: int = 1, pretrained: bool = False, weig
     """
     try:
         model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans,
-                                  global_pool=global_pool, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+                                  global_pool=global_pool, drop_rate=drop_rate, drop_path_rate=drop_path_rate,
+                                  **timm_kwargs)
     except RuntimeError as error:  # timm: unknown model
         raise BackboneError(f"timm cannot build {name!r}: {str(error).splitlines()[0]}") from None
-    except OSError as error:  # not cached, and the hub unreachable or HF_HUB_OFFLINE=1
+    except OSError:  # not cached, and the hub unreachable or HF_HUB_OFFLINE=1
         offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise BackboneError(f"pretrained weights for {name!r} are not in the local cache and cannot be "
                             f"downloaded{offline}: pre-download them (README, 'Pretrained weights offline'), "

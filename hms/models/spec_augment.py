@@ -85,15 +85,17 @@ class Holes(NamedTuple):
 
 def draw_coarse_dropout_holes(batch_size: int, time_size: int, freq_size: int, p: float = 0.5,
                               max_holes: int = 10, max_height: int = 10, max_width: int = 10, *,
-                              device=None, generator=None) -> Holes:
-    """Draw CoarseDropout holes like albumentations: with probability p a sample gets randint(1, max_holes)
-    holes, each randint(1, max_height) rows by randint(1, max_width) columns, placed uniformly so it lies
-    inside the image; other samples get none."""
+                              device=None, generator=None, min_holes: int = 1, min_height: int = 1,
+                              min_width: int = 1) -> Holes:
+    """Draw CoarseDropout holes like albumentations: with probability p a sample gets randint(min_holes,
+    max_holes) holes, each randint(min_height, max_height) rows by randint(min_width, max_width) columns,
+    placed uniformly so it lies inside the image; other samples get none. (albumentations 1.4.1 defaults
+    the minima to the maxima; the 15th place's call gets 1..max because it passed min values of 1.)"""
     shape = (batch_size, max_holes)
     chosen = _chosen(batch_size, p, device, generator)
-    n_holes = _randint(1, max_holes, (batch_size, 1), device, generator)
-    height = _randint(1, min(max_height, time_size), shape, device, generator)
-    width = _randint(1, min(max_width, freq_size), shape, device, generator)
+    n_holes = _randint(min_holes, max_holes, (batch_size, 1), device, generator)
+    height = _randint(min(min_height, time_size), min(max_height, time_size), shape, device, generator)
+    width = _randint(min(min_width, freq_size), min(max_width, freq_size), shape, device, generator)
     top = _randint(0, time_size - height, shape, device, generator)
     left = _randint(0, freq_size - width, shape, device, generator)
     active = (torch.arange(max_holes, device=device) < n_holes) & chosen[:, None]
@@ -101,15 +103,17 @@ def draw_coarse_dropout_holes(batch_size: int, time_size: int, freq_size: int, p
 
 
 def coarse_dropout(x: torch.Tensor, p: float = 0.5, max_holes: int = 10, max_height: int = 10,
-                   max_width: int = 10, fill_value: float = 0.0, generator=None) -> torch.Tensor:
+                   max_width: int = 10, fill_value: float = 0.0, generator=None, exact: bool = False) -> torch.Tensor:
     """With probability p per sample, fill 1..max_holes rectangles of at most max_height time rows by
-    max_width frequency columns with fill_value, the same rectangles in all N instances."""
+    max_width frequency columns with fill_value, the same rectangles in all N instances; `exact`: always
+    max_holes of exactly max_height x max_width (albumentations 1.4.1's defaults, the 16th place)."""
     _check_shape(x)
     batch_size, _, time_size, freq_size = x.shape
     if p <= 0:
         return x
+    minima = {"min_holes": max_holes, "min_height": max_height, "min_width": max_width} if exact else {}
     holes = draw_coarse_dropout_holes(batch_size, time_size, freq_size, p, max_holes, max_height, max_width,
-                                      device=x.device, generator=generator)
+                                      device=x.device, generator=generator, **minima)
     dropped = holes.mask(time_size, freq_size)[:, None]  # [B, 1, T, F]: shared by the instances
     return x.masked_fill(dropped, fill_value)
 
