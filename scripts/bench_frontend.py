@@ -30,6 +30,7 @@ from scipy import signal as scipy_signal
 from hms.models.stft import STFT_PRESETS
 from hms.signal.filters import SpectralFilter
 from hms.signal.montage import NodeDifferences
+from hms.signal.render import Render16, render_reference
 from hms.signal.spectra import BandLimitedSTFT, MelSpectrogram, TorchaudioMel, power_to_db
 from hms.train.cpu_memory import keep_freed_cpu_memory
 
@@ -150,6 +151,18 @@ def main():
     compare("stft", lambda x: device_stft(x, band, stft), cpu_stft, eeg, slice(87, -87))
     band3, mel3 = SpectralFilter("bandpass0.5-20_causal_o2"), TorchaudioMel(RATE, **MEL3)
     compare("mel3", lambda x: device_mel3(x, band3, mel3), cpu_mel3, eeg, slice(None))
+    # the 16th place's 640 x 1920 image: the device renderer on the batch vs the per-sample reference
+    spec = (rng.random((args.batch, 300, 400)) * 20).astype(np.float32)
+    eeg_mel = rng.random((args.batch, 226, 512)).astype(np.float32)
+    render = Render16()
+    tensors = [torch.from_numpy(a) for a in (eeg, spec, eeg_mel)]
+    with torch.no_grad():
+        t_dev, images = timed(lambda: render(*tensors), repeat=3)
+    t_cpu, reference = timed(lambda: [render_reference(*(a[i] for a in (eeg, spec, eeg_mel))) for i in range(len(eeg))],
+                             repeat=1)
+    differing = float(np.mean(np.abs(images.numpy()[:, 0] - np.stack(reference).reshape(images.shape[0], 640, 1920)) > 1e-3))
+    print(f"  render device batched {len(eeg) / t_dev:7.1f}   per-sample CPU {len(eeg) / t_cpu:6.1f} windows/s   "
+          f"ratio {t_cpu / t_dev:5.1f}x   pixels differing {differing:.1e}")
 
     # The published WaveNet keeps 10,000 steps x 24 differences x 54 layers of activations: batch 8
     # needs more than 24 GB on a CPU, so published sizes are timed at batch 1.

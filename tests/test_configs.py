@@ -13,7 +13,7 @@ GROUPS = [g.name for g in sorted((REPO / "conf").iterdir()) if g.is_dir() and g.
 @pytest.mark.parametrize("choice", [f"{g}={o}" for g in GROUPS for o in options(g)])
 def test_every_option_composes(choice):
     cfg = compose_config(choice, "name=x")
-    assert cfg.model._target_ and cfg.sampling.val_min_votes in (9, 10)
+    assert cfg.model._target_ and cfg.sampling.val_min_votes in (8, 9, 10)  # the recipes' high-vote lines
 
 
 @pytest.mark.parametrize("size", SIZES)

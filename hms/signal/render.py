@@ -1,0 +1,422 @@
+"""The 16th-place HMS image (mkotyushev/hms, RECIPES 3.2-3.3): one 640 x 1920 grey image in [0, 1] per window,
+
+    rows 0-319,   columns 0-319:     the Kaggle 10-min spectrogram (log10, clipped to its 1 % / 99 % quantiles,
+                                     min-max scaled, resized 300 x 400 -> 320 x 320),
+    rows 320-639, columns 0-319:     the cached EEG mel (226 frames x 4 chains x 128 mels -> 320 x 320),
+    rows 0-639,   columns 320-1919:  line plots of 20 filtered traces of the central 20 s.
+
+Two renderers with the same output: `Render16` (and its thin wrapper `render_image`) renders a batch on any
+device in fp32 without a loop over samples; `render_reference` renders one sample with numpy and scipy the way
+the published code did (lfilter, numpy quantiles, a per-trace line drawing), to check the first and to time the
+per-sample path.
+
+Spectrogram columns [quirk]: the published column list runs LL, LP, RL, RP, each block in natural-sort order of
+the column names, which is not quite frequency order (LL_12.3, LL_12.5, LL_12.7, LL_12.11).
+spec_column_order="natural" (as published) or "frequency" (fixed).
+
+Resizing: cv2.resize INTER_LINEAR samples the source at half-pixel centres, (i + 0.5) * in / out - 0.5, and
+interpolates linearly between the two nearest pixels, the edge pixel alone beyond the outer centres, with NO
+antialiasing when it shrinks (here 400 -> 320 and 512 -> 320 columns). That is torch's F.interpolate(bilinear,
+align_corners=False, antialias=False) in both directions, not antialias=True (torchvision's and PIL's
+downscaling). cv2 switches INTER_LINEAR to INTER_AREA only for an exact 2x shrink of both axes, which no size
+here is. cv2 is not a dependency: `linear_resize_taps` writes its formula out for the reference.
+
+Line plots: each trace is drawn into its own window of the 640 x 1600 plot (columns 0-1598; column 1599 stays
+empty), windows overlapping by 32 rows, a pixel lit by any trace is 1.0. The published code drew with justpyplot
+0.1.1 `vectorized_lines_with_thickness(thickness=1)`, which draws two-pixel-wide lines (`LINE_RULES`); the
+pixels it lights, derived from that function, are stated in `Render16.draw_line_plots`.
+"""
+import re
+from functools import lru_cache, reduce
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import signal as scipy_signal
+from torch import nn
+
+from hms.layout import CHAINS, EEG_COLUMNS, EEG_RATE, EEG_WINDOW, MIDLINE_PAIRS, SPEC_POWER_COLUMNS, SPEC_WINDOW_ROWS
+from hms.signal.filters import causal_convolve
+
+IMAGE_SHAPE = (640, 1920)
+TILE = 320  # the spectrogram and mel tiles are TILE x TILE, the plots start at column TILE
+MEL_SHAPE = (226, 512)  # (10000 - 1000) // 40 + 1 frames; 4 chains x 128 mels, chain-major LL, LP, RL, RP
+SPEC_BLOCKS = ("LL", "LP", "RL", "RP")  # the published column blocks (our SPEC_POWER_COLUMNS run LL, RL, LP, RP)
+SPEC_COLUMN_ORDERS = ("natural", "frequency")
+SPEC_LOG_EPS = 1e-6
+SPEC_QUANTILES = (0.01, 0.99)
+
+PLOT_START, PLOT_SAMPLES = 3000, 4000  # the central 20 s of the 50 s window
+PLOT_COLUMNS = IMAGE_SHAPE[1] - TILE  # 1600
+LINE_WIDTH = PLOT_COLUMNS - 1  # the windows span columns 0-1598: sample n is drawn at int(n / 4000 * 1599)
+# Top to bottom: the parasagittal then the temporal chains, left before right, the two midline pairs, then the
+# raw EKG and the raw C3 electrode (a 1-tuple is drawn as is).
+TRACES = (*(pair for chain in ("LP", "RP", "LL", "RL") for pair in zip(CHAINS[chain], CHAINS[chain][1:])),
+          *MIDLINE_PAIRS, ("EKG",), ("C3",))
+# M_i (16th: EEG_DIFF_ABS_MAX): each trace is clipped to +-2 M_i and mapped to y = (x + 2 M_i) / (4 M_i) in [0, 1].
+TRACE_SCALES = (116.34481, 102.60141, 87.55995, 110.57861, 109.53565, 101.4466, 98.31189, 122.75707, 100.77059,
+                100.71571, 101.946915, 98.06077, 109.903534, 88.95162, 92.10137, 113.432465, 89.53329, 98.25634,
+                575.77045, 192.73958)
+# (first row, height) of each trace's window: trace i spans rows [32i - 16, 32i + 48), the outer two are cut to 48.
+TRACE_WINDOWS = ((0, 48), *((32 * i - 16, 64) for i in range(1, len(TRACES) - 1)), (592, 48))
+NOTCH_BAND, PASS_BAND, FILTER_ORDER = (59.0, 61.0), (1.0, 70.0), 5
+BAND = 32  # rows per bit mask: trace i's window lies in its 64-row frame [32i - 16, 32i + 48), two bands
+
+# [quirk] justpyplot's thickness 1 shifts each line by arange(-1 // 2, 1 // 2 + 1) = [-1, 0] steps, so it draws
+# every segment twice, the second copy one column and one row back along the segment's direction: lines are two
+# pixels wide. "justpyplot" (as published) draws both copies, "thin" (fixed) only the first.
+LINE_RULES = ("justpyplot", "thin")
+
+
+def natural_key(name: str) -> list:
+    """Sort key that compares digit runs as integers: LL_12.7 < LL_12.11, as the published column list is sorted."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _check_option(name: str, value: str, options: tuple) -> None:
+    if value not in options:
+        raise ValueError(f"{name} {value!r} is not one of {options}")
+
+
+def _check_shape(name: str, x, shape: tuple) -> None:
+    if tuple(x.shape) != shape:
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(x.shape)}")
+
+
+def spec_column_names(order: str = "natural") -> tuple:
+    """The published column order of the 300 x 400 spectrogram tile: blocks LL, LP, RL, RP of 100 columns, each in
+    natural-sort order of the names ("natural", as published) or by frequency ("frequency", the fix)."""
+    _check_option("spec_column_order", order, SPEC_COLUMN_ORDERS)
+    names = []
+    for block in SPEC_BLOCKS:
+        in_frequency_order = [c for c in SPEC_POWER_COLUMNS if c.startswith(f"{block}_")]  # layout's order
+        names += sorted(in_frequency_order, key=natural_key) if order == "natural" else in_frequency_order
+    return tuple(names)
+
+
+def spec_column_permutation(order: str = "natural") -> np.ndarray:
+    """Indices into SPEC_POWER_COLUMNS that give the tile's columns: tile = spec[:, permutation]."""
+    return np.array([SPEC_POWER_COLUMNS.index(name) for name in spec_column_names(order)])
+
+
+def trace_electrodes() -> tuple[np.ndarray, np.ndarray]:
+    """EEG_COLUMNS indices of each trace's first electrode [20] and of the second electrode of the pairs [18]
+    (the pairs come first in TRACES)."""
+    first = np.array([EEG_COLUMNS.index(names[0]) for names in TRACES])
+    second = np.array([EEG_COLUMNS.index(names[1]) for names in TRACES if len(names) == 2])
+    return first, second
+
+
+def trace_filters() -> list:
+    """(b, a) of the two causal filters, in order: Butterworth band-stop 59-61 Hz and band-pass 1-70 Hz, order 5."""
+    return [scipy_signal.butter(FILTER_ORDER, band, btype=kind, fs=EEG_RATE)
+            for band, kind in ((NOTCH_BAND, "bandstop"), (PASS_BAND, "bandpass"))]
+
+
+def trace_filter_taps() -> np.ndarray:
+    """The impulse response of both filters in cascade over the 4000-sample segment (float64): convolved with it,
+    a segment gets exactly lfilter's output from zero state."""
+    response = np.zeros(PLOT_SAMPLES)
+    response[0] = 1.0
+    for b, a in trace_filters():  # lfilter of (b, a), as published; sosfilt differs by 2e-10 of the peak
+        response = scipy_signal.lfilter(b, a, response)
+    return response
+
+
+def linear_resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cv2 INTER_LINEAR along one axis: output i = (1 - w) * input[lo] + w * input[hi] for the returned lo, hi, w."""
+    centre = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    lo = np.floor(centre).astype(int)
+    weight = centre - lo
+    outside = (lo < 0) | (lo >= n_in - 1)  # before the first or past the last source centre: the edge pixel
+    weight[outside] = 0.0
+    lo = np.clip(lo, 0, n_in - 1)
+    return lo, np.minimum(lo + 1, n_in - 1), weight
+
+
+def line_geometry() -> dict:
+    """The fixed layout of every trace's polyline, as numpy arrays:
+
+    - columns [4000]: the column of each sample, int(n / 4000 * 1599), computed in integers (the published float
+      product never lands on a whole column except at n = 0, so it floors to the same columns);
+    - column_samples [1599, 3]: the samples of each column (2 or 3), padded by repeating the first;
+    - copy_in_own_column [3999]: whether justpyplot's copy of segment n stays in the segment's column
+      max(c_n - dc_n, 0) = c_n (a segment within one column, or one leaving column 0) or goes to the previous one;
+    - copy_source, copy_valid [1599]: for each column the segment whose copy goes there from the next column, if any
+      (at most one per column: the segment that steps from column c + 1 to c + 2)."""
+    columns = np.arange(PLOT_SAMPLES) * LINE_WIDTH // PLOT_SAMPLES
+    column_step = np.diff(columns)
+    per_column = np.bincount(columns, minlength=LINE_WIDTH)
+    first_sample = np.cumsum(per_column) - per_column
+    column_samples = first_sample[:, None] + np.minimum(np.arange(per_column.max()), per_column[:, None] - 1)
+    copy_column = np.maximum(columns[:-1] - column_step, 0)
+    crossing = np.flatnonzero(copy_column != columns[:-1])
+    copy_source, copy_valid = np.zeros(LINE_WIDTH, dtype=int), np.zeros(LINE_WIDTH, dtype=bool)
+    copy_source[copy_column[crossing]], copy_valid[copy_column[crossing]] = crossing, True
+    assert copy_valid.sum() == len(crossing), "two copies in one column"
+    return {"columns": columns, "column_samples": column_samples, "copy_in_own_column": copy_column == columns[:-1],
+            "copy_source": copy_source, "copy_valid": copy_valid}
+
+
+class Render16(nn.Module):
+    """(eeg [B, 20, 10000], spec [B, 300, 400], eeg_mel [B, 226, 512]) -> image [B, 1, 640, 1920], float32 in [0, 1].
+
+    eeg: raw microvolts in EEG_COLUMNS order; spec: Kaggle power in SPEC_POWER_COLUMNS order; eeg_mel: the cached
+    EEG mel read back in [0, 1] (time down, columns LL, LP, RL, RP x 128 mels). NaN in eeg or spec counts as 0.
+    Every step is batched on the device of the buffers; see the module docstring and the methods for the recipe.
+    """
+
+    def __init__(self, spec_column_order: str = "natural", line_rule: str = "justpyplot"):
+        super().__init__()
+        _check_option("line_rule", line_rule, LINE_RULES)
+        self.spec_column_order, self.line_rule = spec_column_order, line_rule
+        first, second = trace_electrodes()
+        tops, heights = np.array(TRACE_WINDOWS).T
+        geometry = line_geometry()
+        buffers = {"spec_permutation": spec_column_permutation(spec_column_order),
+                   "first_electrode": first, "second_electrode": second,
+                   "taps": trace_filter_taps().astype(np.float32),
+                   "scales": np.array(TRACE_SCALES, dtype=np.float32)[:, None],
+                   "window_heights": heights[:, None].astype(np.int32),
+                   # window row + frame_offsets = row of the trace's frame (trace 0's window starts 16 rows into it)
+                   "frame_offsets": (tops - (BAND * np.arange(len(TRACES)) - BAND // 2))[:, None].astype(np.int32),
+                   "column_step": np.diff(geometry["columns"]).astype(np.int32),
+                   "column_samples": geometry["column_samples"].T.ravel(),  # unflattens to [3, 1599]
+                   "copy_in_own_column": geometry["copy_in_own_column"], "copy_source": geometry["copy_source"],
+                   "copy_valid": geometry["copy_valid"], "half_frame_tops": np.array([[0], [BAND]], dtype=np.int32)}
+        for name, value in buffers.items():
+            self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)), persistent=False)
+
+    def forward(self, eeg: torch.Tensor, spec: torch.Tensor, eeg_mel: torch.Tensor) -> torch.Tensor:
+        batch = eeg.shape[0] if eeg.ndim == 3 else -1
+        _check_shape("eeg", eeg, (batch, len(EEG_COLUMNS), EEG_WINDOW))
+        _check_shape("spec", spec, (batch, SPEC_WINDOW_ROWS, len(SPEC_POWER_COLUMNS)))
+        _check_shape("eeg_mel", eeg_mel, (batch, *MEL_SHAPE))
+        image = eeg.new_empty((batch, 1, *IMAGE_SHAPE), dtype=torch.float32)
+        image[:, 0, :TILE, :TILE] = self.spectrogram_tile(spec.float())
+        image[:, 0, TILE:, :TILE] = resize_linear(eeg_mel.float(), TILE, TILE)
+        self.draw_line_plots(self.trace_levels(self.filtered_traces(eeg.float())), image[:, 0, :, TILE:])
+        return image
+
+    def spectrogram_tile(self, spec: torch.Tensor) -> torch.Tensor:
+        """[B, 300, 400] -> [B, 320, 320]: the published column order, NaN -> 0, log10(x + 1e-6), clipped to the
+        sample's own 1 % and 99 % quantiles (numpy's default linear interpolation), min-max scaled to [0, 1], then
+        resized. A constant tile (the published code divides 0 by 0) becomes 0."""
+        x = spec.index_select(-1, self.spec_permutation)
+        x = torch.log10(torch.where(torch.isnan(x), 0.0, x) + SPEC_LOG_EPS)
+        low, high = sample_quantiles(x.flatten(1), SPEC_QUANTILES).unbind(-1)
+        low, high = low[:, None, None], high[:, None, None]
+        span = high - low
+        scaled = torch.where(span > 0, (torch.minimum(torch.maximum(x, low), high) - low) / span, 0.0)
+        return resize_linear(scaled, TILE, TILE)
+
+    def filtered_traces(self, eeg: torch.Tensor) -> torch.Tensor:
+        """[B, 20, 10000] -> [B, 20, 4000]: the 20 traces on the central 20 s, NaN -> 0, then the causal band-stop
+        and band-pass from zero state on the segment alone (one convolution with their 4000-sample impulse
+        response, which is exact)."""
+        segment = eeg[..., PLOT_START:PLOT_START + PLOT_SAMPLES]
+        first = segment.index_select(1, self.first_electrode)
+        pairs = len(self.second_electrode)
+        traces = torch.cat([first[:, :pairs] - segment.index_select(1, self.second_electrode), first[:, pairs:]], 1)
+        traces = torch.where(torch.isnan(traces), 0.0, traces)  # NaN after the difference, as published
+        return causal_convolve(traces, self.taps)
+
+    def trace_levels(self, traces: torch.Tensor) -> torch.Tensor:
+        """Filtered traces -> y in [0, 1]: clipped to +-2 M_i, (x + 2 M_i) / (4 M_i), first sample 0 and last 1."""
+        bound = 2 * self.scales
+        levels = (torch.minimum(torch.maximum(traces, -bound), bound) + bound) / (2 * bound)
+        levels[..., 0], levels[..., -1] = 0.0, 1.0
+        return levels
+
+    def line_plots(self, levels: torch.Tensor) -> torch.Tensor:
+        """y [B, 20, 4000] -> the plot region [B, 640, 1600]: 1.0 where a trace passes, else 0.0 (draw_line_plots)."""
+        plot = levels.new_empty((levels.shape[0], IMAGE_SHAPE[0], PLOT_COLUMNS))
+        self.draw_line_plots(levels, plot)
+        return plot
+
+    def draw_line_plots(self, levels: torch.Tensor, plot: torch.Tensor) -> None:
+        """Draw y [B, 20, 4000] into plot [B, 640, 1600] (a view of the image, overwritten).
+
+        Sample n of a trace with window height H is the point (row r_n, column c_n) = (int(-y_n H) + H,
+        int(n / 4000 * 1599)) of its window: r_n runs from 0 (y = 1) to H (y = 0, one past the window's last row).
+        Segment n joins sample n to sample n + 1: dc = c_{n+1} - c_n is 0 or 1, dr = r_{n+1} - r_n, and
+        D = max(1, max_n |dr|) is the trace's largest step. justpyplot 0.1.1 samples every segment of a trace at
+        the same D + 1 points t = k / D, k = 0..D, lights the pixels (int(r_n + t dr), int(c_n + t dc)) and, with the
+        "justpyplot" rule, the same pixels moved by (-sign(dr), -dc), then clips every pixel into the window: row H
+        (y = 0, e.g. the forced first sample) lands on the window's last row H - 1, a copy's row -1 on row 0.
+        In exact arithmetic that is, for segment n,
+
+          - column c_n, every row from r_n to r_n + e with e = floor((D - dc) dr / D): when dc = 0 all rows from
+            r_n to r_{n+1}; when dc = 1 the rows from r_n towards r_{n+1}, which itself is lit by the next segment
+            in the next column; the floor stops them one row short of r_{n+1} when dr > 0 or |dr| = D, and lets
+            them reach r_{n+1} when dr < 0 and |dr| < D;
+          - with "justpyplot", the same rows minus sign(dr) in column max(c_n - dc, 0);
+
+        and the last sample its own pixel (row 0, column 1598). In a column, the runs of one trace's segments that
+        start there (and their copies that stay there) all contain their segment's first row and chain through
+        the shared samples, so their union is one run, [min, max]; at most one more run arrives, the copy of the
+        segment that leaves the next column. So each trace lights at most two runs per column. A run of rows is
+        a bit mask; the masks of the two traces sharing each 32-row band of the image are OR-ed (overlapping
+        windows take the union, i.e. the max), and the 21 bands are unpacked bit by bit into the plot.
+
+        justpyplot computes the points in float64 (np.linspace, a product and a sum): on segments with |dr| = D,
+        where every point falls on a whole row, rounding can put a point one row below the exact floor used here,
+        a few pixels per image of extreme traces and none on the real fixture (tests/signal/test_render.py counts
+        them against render_reference, which does the float64 sampling)."""
+        heights = self.window_heights
+        rows = heights - torch.floor(levels * heights).int()  # [B, 20, 4000], int(-y H) + H for y in [0, 1]
+        row_step = rows.diff(dim=-1)
+        steps = row_step.abs().amax(-1, keepdim=True).clamp(min=1)  # D
+        reach = torch.div((steps - self.column_step) * row_step, steps, rounding_mode="floor")  # e
+        first, last = rows[..., :-1] + reach.clamp(max=0), rows[..., :-1] + reach.clamp(min=0)
+        own_first, own_last = first, last
+        if self.line_rule == "justpyplot":
+            back = row_step.sign()
+            copy_first, copy_last = first - back, last - back
+            own_first = torch.where(self.copy_in_own_column, torch.minimum(first, copy_first), first)
+            own_last = torch.where(self.copy_in_own_column, torch.maximum(last, copy_last), last)
+        # the last sample starts no segment and lights its own pixel
+        own_first, own_last = (torch.cat([own, rows[..., -1:]], dim=-1) for own in (own_first, own_last))
+        # the union of each column's runs is one run, from the lowest first row to the highest last row
+        masks = self.run_masks(self.per_column(own_first, torch.minimum), self.per_column(own_last, torch.maximum))
+        if self.line_rule == "justpyplot":
+            crossing = self.run_masks(copy_first.index_select(-1, self.copy_source),
+                                      copy_last.index_select(-1, self.copy_source))
+            masks |= torch.where(self.copy_valid, crossing, 0)
+        # band k, image rows [32k - 16, 32k + 16), holds the upper half of trace k's frame and the lower of k - 1's
+        no_trace = masks.new_zeros(masks[:, :1, 0].shape)
+        bands = torch.cat([masks[:, :, 0], no_trace], 1) | torch.cat([no_trace, masks[:, :, 1]], 1)  # [B, 21, 1599]
+        for bit in range(BAND):
+            # image rows 32k - 16 + bit of bands k: those of band 0 start inside the image from bit 16 on,
+            # those of band 20 end at row 639 with bit 15
+            in_image = slice(0, -1) if bit >= BAND // 2 else slice(1, None)
+            plot[:, (bit + BAND // 2) % BAND::BAND, :LINE_WIDTH] = (bands[:, in_image] >> bit) & 1
+        plot[..., LINE_WIDTH:] = 0.0
+
+    def per_column(self, values: torch.Tensor, combine) -> torch.Tensor:
+        """Per sample [B, 20, 4000] -> per column [B, 20, 1599], `combine` (torch.minimum or maximum) over the
+        column's samples, slice by slice (torch's integer amin over a short dim is 100x slower on CPU)."""
+        grouped = values.index_select(-1, self.column_samples).unflatten(-1, (-1, LINE_WIDTH))  # [B, 20, 3, 1599]
+        return reduce(combine, grouped.unbind(-2))
+
+    def run_masks(self, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Runs of window rows [first, last] [B, 20, n] (clipped into each window) -> the bits they light in the
+        upper and the lower half of the trace's 64-row frame, [B, 20, 2, n] int64 (bit j = half-frame row j)."""
+        first = torch.minimum(first.clamp(min=0), self.window_heights - 1) + self.frame_offsets
+        last = torch.minimum(last.clamp(min=0), self.window_heights - 1) + self.frame_offsets
+        start = (first[:, :, None] - self.half_frame_tops).clamp(0, BAND).long()
+        stop = (last[:, :, None] + 1 - self.half_frame_tops).clamp(0, BAND).long()
+        one = torch.ones_like(start)
+        return (one << stop) - (one << start)
+
+
+def sample_quantiles(x: torch.Tensor, quantiles) -> torch.Tensor:
+    """Quantiles of each row of x [B, n] -> [B, len(quantiles)] by numpy's default ("linear") method: the ordered
+    values at the virtual index q (n - 1), interpolated linearly. The order statistics come from topk at the nearer
+    end, 8x faster than sorting a spectrogram's 120,000 values (torch.quantile sorts, and refuses more than 2^24
+    elements, 140 spectrograms)."""
+    n = x.shape[-1]
+    position = np.asarray(quantiles, dtype=np.float64) * (n - 1)
+    below = np.floor(position).astype(int)
+    above = np.minimum(below + 1, n - 1)
+    low_ranks, high_ranks = [r for r in (*below, *above) if r < n // 2], [r for r in (*below, *above) if r >= n // 2]
+    smallest = x.topk(max(low_ranks) + 1, dim=-1, largest=False).values if low_ranks else None  # ascending
+    largest = x.topk(n - min(high_ranks), dim=-1).values if high_ranks else None  # descending: rank n - 1 - j
+
+    def ranked(rank: int) -> torch.Tensor:
+        return smallest[:, rank] if rank < n // 2 else largest[:, n - 1 - rank]
+
+    weight = torch.tensor(position - below, dtype=x.dtype, device=x.device)
+    low, high = (torch.stack([ranked(r) for r in ranks], dim=-1) for ranks in (below, above))
+    return low + (high - low) * weight
+
+
+def resize_linear(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B, h, w] -> [B, height, width], cv2.resize INTER_LINEAR (see the module docstring)."""
+    return F.interpolate(images[:, None], size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=False)[:, 0]
+
+
+@lru_cache(maxsize=8)
+def _renderer(spec_column_order: str, line_rule: str, device: str) -> Render16:
+    return Render16(spec_column_order, line_rule).to(device)
+
+
+def render_image(eeg: torch.Tensor, spec: torch.Tensor, eeg_mel: torch.Tensor, spec_column_order: str = "natural",
+                 line_rule: str = "justpyplot") -> torch.Tensor:
+    """The 16th-place image of a batch, [B, 1, 640, 1920] float32 in [0, 1], on eeg's device (see Render16)."""
+    return _renderer(spec_column_order, line_rule, str(eeg.device))(eeg, spec, eeg_mel)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The per-sample reference: numpy and scipy, the way the published code computed each step.
+
+def render_reference(eeg: np.ndarray, spec: np.ndarray, eeg_mel: np.ndarray, spec_column_order: str = "natural",
+                     line_rule: str = "justpyplot") -> np.ndarray:
+    """One sample: eeg [20, 10000], spec [300, 400], eeg_mel [226, 512] -> [1, 640, 1920] float32 (as Render16)."""
+    _check_shape("eeg", eeg, (len(EEG_COLUMNS), EEG_WINDOW))
+    _check_shape("spec", spec, (SPEC_WINDOW_ROWS, len(SPEC_POWER_COLUMNS)))
+    _check_shape("eeg_mel", eeg_mel, MEL_SHAPE)
+    _check_option("line_rule", line_rule, LINE_RULES)
+    image = np.zeros(IMAGE_SHAPE, dtype=np.float32)
+    image[:TILE, :TILE] = resize_linear_reference(spectrogram_tile_reference(spec, spec_column_order), TILE, TILE)
+    image[TILE:, :TILE] = resize_linear_reference(np.asarray(eeg_mel, dtype=np.float64), TILE, TILE)
+    image[:, TILE:] = line_plots_reference(eeg, line_rule)
+    return image[None]
+
+
+def spectrogram_tile_reference(spec: np.ndarray, spec_column_order: str = "natural") -> np.ndarray:
+    """[300, 400] -> the normalised [300, 400] tile in float64 (before resizing), as Render16.spectrogram_tile."""
+    x = np.asarray(spec, dtype=np.float64)[:, spec_column_permutation(spec_column_order)]
+    x = np.log10(np.where(np.isnan(x), 0.0, x) + SPEC_LOG_EPS)
+    low, high = np.quantile(x, SPEC_QUANTILES)
+    return (np.clip(x, low, high) - low) / (high - low) if high > low else np.zeros_like(x)
+
+
+def resize_linear_reference(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """cv2.resize(image, (width, height)) with INTER_LINEAR, written out: along the columns, then the rows."""
+    lo, hi, weight = linear_resize_taps(image.shape[1], width)
+    image = image[:, lo] * (1 - weight) + image[:, hi] * weight
+    lo, hi, weight = linear_resize_taps(image.shape[0], height)
+    return image[lo] * (1 - weight[:, None]) + image[hi] * weight[:, None]
+
+
+def filtered_traces_reference(eeg: np.ndarray) -> np.ndarray:
+    """[20, 10000] -> the 20 filtered traces [20, 4000] in float64: scipy lfilter, trace by trace, as published."""
+    segment = np.asarray(eeg, dtype=np.float64)[:, PLOT_START:PLOT_START + PLOT_SAMPLES]
+    (b_stop, a_stop), (b_pass, a_pass) = trace_filters()
+    traces = []
+    for names in TRACES:
+        trace = segment[EEG_COLUMNS.index(names[0])].copy()
+        if len(names) == 2:
+            trace -= segment[EEG_COLUMNS.index(names[1])]
+        trace[np.isnan(trace)] = 0.0
+        traces.append(scipy_signal.lfilter(b_pass, a_pass, scipy_signal.lfilter(b_stop, a_stop, trace)))
+    return np.stack(traces)
+
+
+def line_plots_reference(eeg: np.ndarray, line_rule: str = "justpyplot") -> np.ndarray:
+    """[20, 10000] -> the plot region [640, 1600] float32, each trace drawn into its window one after the other."""
+    plot = np.zeros((IMAGE_SHAPE[0], PLOT_COLUMNS), dtype=np.float32)
+    columns = (np.arange(PLOT_SAMPLES) / PLOT_SAMPLES * LINE_WIDTH).astype(int)
+    for trace, scale, (top, height) in zip(filtered_traces_reference(eeg), TRACE_SCALES, TRACE_WINDOWS):
+        levels = (np.clip(trace, -2 * scale, 2 * scale) + 2 * scale) / (4 * scale)
+        levels[0], levels[-1] = 0.0, 1.0
+        rows = (-levels * height).astype(int) + height
+        draw_polyline_reference(plot[top:top + height, :LINE_WIDTH], rows, columns, doubled=line_rule == "justpyplot")
+    return plot
+
+
+def draw_polyline_reference(window: np.ndarray, rows: np.ndarray, columns: np.ndarray, doubled: bool) -> None:
+    """Set to 1 the pixels of the polyline through (rows[n], columns[n]) in `window`, in place, by justpyplot
+    0.1.1's sampling: every segment at the same D + 1 float64 points (D = the largest row or column step), each
+    point truncated to a pixel, plus (doubled) a copy one step back along the segment, all clipped into the
+    window. Render16.draw_line_plots states the resulting pixels."""
+    row_step, column_step = np.diff(rows), np.diff(columns)
+    steps = max(np.abs(row_step).max(), np.abs(column_step).max())
+    t = np.linspace(0.0, 1.0, steps + 1)[:, None]  # [D + 1, 1] against the segments [n - 1]
+    point_rows = (rows[:-1] + t * row_step).astype(int)
+    point_columns = (columns[:-1] + t * column_step).astype(int)
+    for back in (0, 1) if doubled else (0,):
+        window[np.clip(point_rows - back * np.sign(row_step), 0, window.shape[0] - 1),
+               np.clip(point_columns - back * np.sign(column_step), 0, window.shape[1] - 1)] = 1.0
