@@ -4,7 +4,7 @@
 #
 #   ./run_train.sh [--quick] [--launcher basic|local_parallel|slurm] [--data-root DIR]
 #                  [--experiments "hms15_cfg1 hms15_cfg5"] [--folds 0,1,2,3,4] [--seeds 1,2] [--full-fit]
-#                  [--no-pretrain]
+#                  [--no-pretrain] [--pseudo-label]
 #                  [--out DIR] [-- extra hydra overrides]
 #
 # --launcher (or LAUNCHER=): basic runs the jobs one after the other, local_parallel through joblib
@@ -18,6 +18,10 @@
 # two experiments sharing a model choice do not overwrite each other.
 # --seeds 1,2 trains every experiment once per seed; each (experiment, seed) is its own model,
 #   named <experiment>_seed<s>, in the blend and at prediction (the 3rd place ran 4 folds x 2 seeds).
+# --pseudo-label (the 16th place's stage 2, any model): stage 1 trains on the high-vote rows (8+ votes),
+#   scripts/pseudo_label.py labels every row with at most 7 votes with all stage-1 checkpoints, and stage 2
+#   trains every model again on the high rows plus the pseudo-labelled ones (OUT/train_pl/<name>/fold<k>);
+#   the blend and the submission use stage 2, and the val KL of both stages is printed.
 # A recipe with a pretrain stage (hms15_*: conf/stage/hms15_pretrain.yaml) runs it first, fold by fold,
 # under OUT/pretrain/<name>/fold<k>; the main run of each fold then starts from that fold's weights
 # (init_from) with a fresh optimizer and schedule, as the authors did. --no-pretrain skips it.
@@ -37,12 +41,14 @@ absolute() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; 
 quote() { local s=${1//\'/\\\'}; printf "'%s'" "$s"; }
 
 quick=0; launcher=${LAUNCHER:-basic}; data_root=""; experiments=""; folds=""; seeds=""; full_fit=0; pretrain=1
+pseudo=0
 out=""; extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --full-fit) full_fit=1 ;;
     --no-pretrain) pretrain=0 ;;
+    --pseudo-label) pseudo=1 ;;
     --launcher|--data-root|--experiments|--folds|--out)
       [ $# -ge 2 ] && [ -n "$2" ] || usage "$1 needs a value"
       case "$1" in
@@ -119,6 +125,7 @@ for n in "${names[@]}"; do
   done
 done
 
+[ "$pseudo" = 1 ] && common+=("sampling.train_min_votes=8")  # stage 1: the high rows
 mkdir -p "$out"
 echo "== train: ${overrides[*]} x folds $folds -> $out/train"
 # The pretrain stage a recipe runs before its main one (none for the others).
@@ -146,11 +153,30 @@ for i in "${!names[@]}"; do
   fi
 done
 
+stage=train
+if [ "$pseudo" = 1 ]; then
+  echo "== pseudo-label the rows with 7 votes or fewer"
+  stage1=(); for n in "${names[@]}"; do for k in ${folds//,/ }; do stage1+=("$out/train/$n/fold$k/checkpoint.pt"); done; done
+  "$PY" scripts/pseudo_label.py --data-root "$root" --checkpoints "${stage1[@]}" --out "$out/pseudo_labels.csv"
+  echo "== stage 2: ${overrides[*]} x folds $folds with the pseudo-labels -> $out/train_pl"
+  for i in "${!names[@]}"; do
+    n=${names[$i]}; m=${overrides[$i]}; seed=(); [ -n "${seed_of[$i]}" ] && seed=("${seed_of[$i]}")
+    "$PY" train.py -m "$m" ${seed[@]+"${seed[@]}"} "name=$n" "fold=$folds" "${common[@]}" ${extra[@]+"${extra[@]}"} \
+        "sampling.pseudo_labels=$(quote "$out/pseudo_labels.csv")" \
+        "hydra.sweep.dir=$(quote "$out/train_pl")" "hydra.sweep.subdir=$(quote "$n/fold\${fold}")"
+    for k in ${folds//,/ }; do
+      "$PY" -c 'import json, sys; a, b = (json.load(open(p))["val_kl"] for p in sys.argv[2:]); print(f"{sys.argv[1]}: val_kl stage 1 {a:.4f}, stage 2 {b:.4f}")' \
+          "$n fold$k" "$out/train/$n/fold$k/metrics.json" "$out/train_pl/$n/fold$k/metrics.json"
+    done
+  done
+  stage=train_pl
+fi
+
 echo "== blend"
 blend_inputs=(); ckpts=()
 for n in "${names[@]}"; do
-  blend_inputs+=("$out/train/$n")  # a folder of fold run dirs: their oof.csv concatenated
-  for k in ${folds//,/ }; do ckpts+=("$out/train/$n/fold$k/checkpoint.pt"); done
+  blend_inputs+=("$out/$stage/$n")  # a folder of fold run dirs: their oof.csv concatenated
+  for k in ${folds//,/ }; do ckpts+=("$out/$stage/$n/fold$k/checkpoint.pt"); done
   [ "$full_fit" = 1 ] && ckpts+=("$out/full/$n/checkpoint.pt")
 done
 "$PY" scripts/blend_weights.py "${blend_inputs[@]}" --out "$out/blend.json"

@@ -148,3 +148,17 @@ def test_a_staged_recipe_pretrains_then_starts_the_main_run_from_its_weights(sma
     assert second["config"]["init_from"] == str(pretrain / "checkpoint.pt")
     assert second["config"]["sched"]["_target_"].endswith("cosine_per_epoch")
     assert (tmp_path / "out/submission.csv").is_file() and "== pretrain stage hms15_pretrain" in done.stdout
+
+
+@pytest.mark.slow
+def test_quick_with_pseudo_labels_trains_a_second_stage_on_them(tmp_path):
+    done = run_script("--quick", "--pseudo-label", "--out", tmp_path / "pipe",
+                      env_extra={**TINY, "QUICK_ROOT": str(tmp_path / "data"), "QUICK_FOLDS": "0"})
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    out = tmp_path / "pipe"
+    labels = pd.read_csv(out / "pseudo_labels.csv")
+    assert len(labels) > 0 and (labels.n_votes <= 7).all()
+    for model in MODELS:
+        stage2 = json.loads((out / "train_pl" / model / "fold0" / "metrics.json").read_text())
+        assert stage2["steps"] == 2 and math.isfinite(stage2["val_kl_all"])
+    assert done.stdout.count("val_kl stage 1") == len(MODELS) and (out / "submission.csv").is_file()

@@ -106,6 +106,13 @@ def select_rows(rows: pd.DataFrame, fold: int, split: str, min_votes: int, dedup
     return np.flatnonzero(mask & dedup_mask(rows, dedup))
 
 
+def pseudo_label_rows(path, rows: pd.DataFrame, fold: int, dedup: str) -> np.ndarray:
+    """Positions of the training rows (not in `fold`, after `dedup`) that a pseudo-label file names by
+    label_id: they train on their pseudo-label whatever their vote count (16th place, stage 2)."""
+    named = set(pd.read_csv(path, usecols=["label_id"]).label_id)
+    return np.intersect1d(select_rows(rows, fold, "train", 0, dedup), np.flatnonzero(rows.label_id.isin(named)))
+
+
 def stage_min_votes(sampling, epoch: int) -> int:
     """The vote threshold of an epoch: each of `sampling.stages` ({epochs, min_votes}) in turn, then
     `sampling.train_min_votes` for the remaining epochs."""

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hms.data.inputs import get_inputs, tta_probabilities
-from hms.data.sampling import select_rows, stage_min_votes
+from hms.data.sampling import pseudo_label_rows, select_rows, stage_min_votes
 from hms.layout import PRED_COLUMNS, VOTE_COLUMNS
 from hms.metric import kl_per_row
 from hms.log import make_logger
@@ -71,12 +71,13 @@ def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def noisy_student_targets(path, rows: pd.DataFrame) -> torch.Tensor:
-    """Stored out-of-fold predictions aligned to the prepared rows (NaN where a row has none)."""
+def stored_targets(path, rows: pd.DataFrame) -> torch.Tensor:
+    """Stored predictions (an oof.csv, or scripts/pseudo_label.py's file: label_id + <class>_pred) aligned
+    to the prepared rows, NaN where a row has none."""
     oof = pd.read_csv(path)
     missing = [c for c in ("label_id", *PRED_COLUMNS) if c not in oof.columns]
     if missing:
-        raise ValueError(f"{path}: noisy-student file lacks columns {missing}")
+        raise ValueError(f"{path}: a file of stored predictions needs columns {missing}")
     aligned = rows[["label_id"]].merge(oof[["label_id", *PRED_COLUMNS]], on="label_id", how="left")
     return torch.tensor(aligned[list(PRED_COLUMNS)].to_numpy(np.float32))
 
@@ -145,8 +146,11 @@ def train(cfg, run_dir: Path) -> dict:
     sm = cfg.sampling
     val_pos = select_rows(rows, cfg.fold, "val", 1, sm.val_dedup) if cfg.fold >= 0 else []
     datasets, samplers = {}, {}  # one per vote threshold the stages use
+    pseudo_rows = (pseudo_label_rows(sm.pseudo_labels, rows, cfg.fold, sm.dedup) if sm.pseudo_labels
+                   else np.zeros(0, dtype=int))
     for min_votes in sorted({stage_min_votes(sm, e) for e in range(tr.epochs)}):
-        positions = select_rows(rows, cfg.fold, "train", min_votes, sm.dedup)
+        # the rows of the stage's vote threshold, and the pseudo-labelled rows below it
+        positions = np.union1d(select_rows(rows, cfg.fold, "train", min_votes, sm.dedup), pseudo_rows)
         datasets[min_votes] = HMSDataset(
             prepared, positions, one_window_per_eeg=sm.one_window_per_eeg,
             time_shift_seconds=sm.time_shift_seconds, flip_lr_p=cfg.aug.flip_lr_p,
@@ -158,8 +162,8 @@ def train(cfg, run_dir: Path) -> dict:
     prior_pos = select_rows(rows, cfg.fold, "train", sm.val_min_votes, sm.val_dedup)
     prior = rows.iloc[prior_pos][list(VOTE_COLUMNS)].to_numpy().mean(axis=0)
     oracle = pd.read_csv(root / "oracle.csv") if (root / "oracle.csv").exists() else None
-    noisy = (noisy_student_targets(cfg.loss.noisy_student_oof, rows).to(d.device)
-             if cfg.loss.noisy_student_oof else None)
+    noisy = stored_targets(cfg.loss.noisy_student_oof, rows).to(d.device) if cfg.loss.noisy_student_oof else None
+    pseudo = stored_targets(sm.pseudo_labels, rows).to(d.device) if sm.pseudo_labels else None
 
     # ---- model, optimizer, schedule, EMA
     model = instantiate(cfg.model).to(d.device)
@@ -217,6 +221,9 @@ def train(cfg, run_dir: Path) -> dict:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tr.epochs}", disable=not d.main, leave=False)
         for i, batch in enumerate(bar):
             batch = to_device(batch, d.device)
+            if pseudo is not None:  # a pseudo-labelled row's target is its pseudo-label
+                stored = pseudo[batch["row"]]
+                batch["target"] = torch.where(torch.isnan(stored).any(dim=1, keepdim=True), batch["target"], stored)
             if noisy is not None:  # before CropCat, which then mixes the replaced targets (15th place)
                 stored = noisy[batch["row"]]
                 swap = (torch.rand(len(stored), device=d.device) < cfg.loss.noisy_student_p)

@@ -1,5 +1,4 @@
 """The 16th-place preset number by number (../shared/RECIPES.md section 3), its image and its training."""
-import pytest
 import torch
 from hydra.utils import instantiate
 
