@@ -1,7 +1,7 @@
 """Pseudo-label the low-vote training rows with trained checkpoints (the 16th place's stage 2):
 
     python scripts/pseudo_label.py --data-root DIR --checkpoints RUN/checkpoint.pt ... --out pseudo_labels.csv
-        [--max-votes 7] [--other-threshold 0.8] [--no-tta]
+        [--max-votes 7] [--other-threshold 0.8] [--no-tta] [--merge mean|median]
     python train.py ... sampling.pseudo_labels=pseudo_labels.csv     # stage 2
 
 Every checkpoint predicts every row with at most --max-votes votes (each sub-record, its own inputs and
@@ -24,11 +24,12 @@ def main() -> int:
     parser.add_argument("--max-votes", type=int, default=7)
     parser.add_argument("--other-threshold", type=float, default=0.8)
     parser.add_argument("--no-tta", action="store_true")
+    parser.add_argument("--merge", choices=["mean", "median"], default="mean", help="how the checkpoints combine")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     try:
         labels = pseudo_label(args.data_root, args.checkpoints, args.max_votes, args.other_threshold,
-                              tta=not args.no_tta, batch_size=args.batch_size)
+                              tta=not args.no_tta, batch_size=args.batch_size, merge=args.merge)
     except (DataError, CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -15,10 +15,18 @@ from hms.ensemble.predict import load_model, predict_dataset
 from hms.layout import CLASSES, PRED_COLUMNS
 
 
+MERGE_RULES = {"mean": lambda p: np.mean(p, axis=0),  # the 16th place
+               "median": lambda p: np.median(p, axis=0) / np.median(p, axis=0).sum(axis=1, keepdims=True)}
+
+
 def pseudo_label(root, checkpoints, max_votes: int = 7, other_threshold: float = 0.8, tta: bool = True,
-                 batch_size: int = 8, device=None, progress: bool = True, cache_dir=None) -> pd.DataFrame:
-    """label_id, eeg_id, n_votes and the six mean probabilities (<class>_pred) of every training row with
-    at most `max_votes` votes, without the EEGs that an `other` pseudo-label >= other_threshold rules out."""
+                 batch_size: int = 8, device=None, progress: bool = True, cache_dir=None,
+                 merge: str = "mean") -> pd.DataFrame:
+    """label_id, eeg_id, n_votes and the six merged probabilities (<class>_pred) of every training row with
+    at most `max_votes` votes, without the EEGs that an `other` pseudo-label >= other_threshold rules out.
+    merge: how the checkpoints' probabilities combine, mean (as published) or a renormalised median."""
+    if merge not in MERGE_RULES:
+        raise ValueError(f"merge must be one of {sorted(MERGE_RULES)}, not {merge!r}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     models = [load_model(path, device) for path in checkpoints]
     names = sorted({name for _, config, _ in models for name in config["data"]["inputs"]})
@@ -35,6 +43,6 @@ def pseudo_label(root, checkpoints, max_votes: int = 7, other_threshold: float =
                                      flip_inputs=config["aug"]["flip_inputs"], tta_flips=config["aug"]["tta_flips"]))
         del model
     labels = rows.iloc[low][["label_id", "eeg_id", "n_votes"]].reset_index(drop=True)
-    labels[list(PRED_COLUMNS)] = np.mean(probs, axis=0)
+    labels[list(PRED_COLUMNS)] = MERGE_RULES[merge](np.stack(probs))
     other = labels[PRED_COLUMNS[CLASSES.index("other")]] >= other_threshold
     return labels[~labels.eeg_id.isin(labels.eeg_id[other])].reset_index(drop=True)

@@ -46,3 +46,12 @@ def test_stage_one_labels_the_low_rows_and_stage_two_trains_on_them(small_set, t
     is_pl = np.isin(labelled, pl.index)
     assert is_pl.any() and (rows.n_votes.iloc[seen[~is_pl]] >= 8).all()  # low rows train only when pseudo-labelled
     np.testing.assert_allclose(targets[is_pl], pl.loc[labelled[is_pl]].to_numpy(), atol=1e-6)
+
+
+def test_the_merge_rules_combine_checkpoints():
+    from hms.ensemble.pseudo_label import MERGE_RULES
+    p = np.array([[[0.7, 0.1, 0.1, 0.05, 0.05, 0.0]], [[0.1, 0.7, 0.1, 0.05, 0.05, 0.0]], [[0.6, 0.2, 0.1, 0.05, 0.05, 0.0]]])
+    np.testing.assert_allclose(MERGE_RULES["mean"](p), [[1.4 / 3, 1.0 / 3, 0.1, 0.05, 0.05, 0.0]])
+    median = MERGE_RULES["median"](p)
+    np.testing.assert_allclose(median.sum(), 1.0)
+    np.testing.assert_allclose(median[0, :2] / median[0, 0], [1, 0.2 / 0.6])
