@@ -27,6 +27,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import signal as scipy_signal
 
+from hms.data.inputs import INPUTS, random_batch
 from hms.models.stft import STFT_PRESETS
 from hms.signal.filters import SpectralFilter
 from hms.signal.montage import NodeDifferences
@@ -173,7 +174,8 @@ def main():
     runs += [(experiment, [f"experiment={experiment}", "pretrained=false"], 1) for experiment in args.experiments]
     with initialize_config_dir(CONF, version_base="1.3"):
         for label, overrides, n in runs:
-            batch = {"eeg": torch.from_numpy(eeg[:n]), "spec": torch.rand(n, 300, 400) * 20}
+            # every declared input (the 16th place's eeg_mel too), the EEG-like signals as the EEG
+            batch = random_batch(list(INPUTS), n) | {"eeg": torch.from_numpy(eeg[:n])}
             model = instantiate(compose("config", overrides=[*overrides, "name=x"]).model)
 
             def step():
