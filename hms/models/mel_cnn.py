@@ -20,7 +20,6 @@ with montage_drop_p 0.7):
     cfg_5a as cfg_3                         2400, 2048/16/4           100     three   interleaved fresh   0.7
     cfg_5d as cfg_3                         2400, 2048/8/2            100     three   interleaved fresh   0.7
 """
-import numpy as np
 import torch
 from einops import rearrange
 from torch import nn
@@ -167,9 +166,7 @@ class MelCNN(nn.Module):
         x = torch.nan_to_num(self.montages(eeg.float()), nan=0.0, posinf=0.0, neginf=0.0)  # pairs, then NaN -> 0
         x = self.filter(x)
         if self.training and self.band_pass["p"] > 0:
-            # numpy draws (random_band_pass's API) seeded from torch's generator: one torch.manual_seed repeats them
-            rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,))))
-            x = random_band_pass(x, **self.band_pass, rate=self.rate, rng=rng)
+            x = random_band_pass(x, **self.band_pass, rate=self.rate)
         return x.clamp(-self.clip, self.clip) / self.scale
 
     def centres(self, batch: dict) -> torch.Tensor:

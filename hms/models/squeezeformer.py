@@ -22,7 +22,6 @@ Published quirks, as published by default, each with its fix as an option:
 import math
 from collections import OrderedDict
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -367,10 +366,8 @@ class EEGSqueezeformer(nn.Module):
                 x = self.swap_sides(x)
             x = self.filter(x)
             if self.training and self.band_pass_p > 0:
-                # numpy draws seeded from torch's generator: reproducible under torch.manual_seed
-                rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
                 x = random_band_pass(x, self.band_pass_p, self.band_pass_max_channels, self.band_pass_low,
-                                     self.band_pass_high, self.band_pass_order, rng=rng,
+                                     self.band_pass_high, self.band_pass_order,
                                      replace=self.band_pass_replace)
             return x.clamp(-self.clip, self.clip) / self.scale
 

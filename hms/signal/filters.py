@@ -84,8 +84,9 @@ def random_band_pass(x: torch.Tensor, p: float, max_channels: int, low_range, hi
     filtered once and fewer channels change; replace=False, the fix, draws them without) with a causal
     Butterworth band-pass of order `order`, low cut U(*low_range) Hz and high cut
     randint(*high_range) Hz (U(*high_range) with high_integer False). The cut-offs are drawn per sample;
-    the filter runs on the device as a convolution with its impulse response over the whole window."""
-    rng = rng or np.random.default_rng()
+    the filter runs on the device as a convolution with its impulse response over the whole window.
+    Without `rng` the draws are seeded from torch's generator, so one torch.manual_seed repeats them."""
+    rng = rng or np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
     out = x.clone()
     n = x.shape[-1]
     impulse = np.zeros(n)

@@ -27,7 +27,7 @@ empty), windows overlapping by 32 rows, a pixel lit by any trace is 1.0. The pub
 pixels it lights, derived from that function, are stated in `Render16.draw_line_plots`.
 """
 import re
-from functools import lru_cache, reduce
+from functools import reduce
 
 import numpy as np
 import torch
@@ -337,15 +337,10 @@ def resize_linear(images: torch.Tensor, height: int, width: int) -> torch.Tensor
                          antialias=False)[:, 0]
 
 
-@lru_cache(maxsize=8)
-def _renderer(spec_column_order: str, line_rule: str, device: str) -> Render16:
-    return Render16(spec_column_order, line_rule).to(device)
-
-
 def render_image(eeg: torch.Tensor, spec: torch.Tensor, eeg_mel: torch.Tensor, spec_column_order: str = "natural",
                  line_rule: str = "justpyplot") -> torch.Tensor:
     """The 16th-place image of a batch, [B, 1, 640, 1920] float32 in [0, 1], on eeg's device (see Render16)."""
-    return _renderer(spec_column_order, line_rule, str(eeg.device))(eeg, spec, eeg_mel)
+    return Render16(spec_column_order, line_rule).to(eeg.device)(eeg, spec, eeg_mel)
 
 
 # ------------------------------------------------------------------------------------------------------------------
