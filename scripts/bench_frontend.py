@@ -107,12 +107,17 @@ def cpu_stft(eeg: np.ndarray):
     return power, power
 
 
-def timed(fn, repeat=2):
-    fn()  # warm-up: librosa's and torch's first calls compile and allocate
-    start = time.perf_counter()
+def timed(fn, repeat=2, warmup=1):
+    """The median seconds of `repeat` calls after `warmup` calls (first calls compile, allocate and fault in
+    fresh pages: the first two of a 640 x 1920 renderer batch take twice as long), and the last result."""
+    for _ in range(warmup):
+        fn()
+    times = []
     for _ in range(repeat):
+        start = time.perf_counter()
         result = fn()
-    return (time.perf_counter() - start) / repeat, result
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), result
 
 
 def compare(name, device_fn, cpu_fn, eeg, inner):
@@ -158,7 +163,7 @@ def main():
     render = Render16()
     tensors = [torch.from_numpy(a) for a in (eeg, spec, eeg_mel)]
     with torch.no_grad():
-        t_dev, images = timed(lambda: render(*tensors), repeat=3)
+        t_dev, images = timed(lambda: render(*tensors), repeat=5, warmup=3)
     t_cpu, reference = timed(lambda: [render_reference(*(a[i] for a in (eeg, spec, eeg_mel))) for i in range(len(eeg))],
                              repeat=1)
     differing = float(np.mean(np.abs(images.numpy()[:, 0] - np.stack(reference).reshape(images.shape[0], 640, 1920)) > 1e-3))

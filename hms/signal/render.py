@@ -123,6 +123,20 @@ def trace_filter_taps() -> np.ndarray:
     return response
 
 
+def significant_taps(taps: np.ndarray, floor: float = 1e-9) -> np.ndarray:
+    """The taps up to the last one above `floor` times the largest: the rest cannot change a float32 output (the
+    band-pass's 4000-sample response falls below 1e-9 of its peak after 1949 samples, a 22 % shorter FFT)."""
+    above = np.flatnonzero(np.abs(taps) > floor * np.abs(taps).max())
+    return taps[:above[-1] + 1]
+
+
+def column_runs(permutation: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of the runs of consecutive indices in `permutation`, in order: x[..., permutation] is the
+    concatenation of x[..., start:start + length]."""
+    breaks = np.flatnonzero(np.diff(permutation) != 1) + 1
+    return [(int(run[0]), len(run)) for run in np.split(permutation, breaks)]
+
+
 def linear_resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """cv2 INTER_LINEAR along one axis: output i = (1 - w) * input[lo] + w * input[hi] for the returned lo, hi, w."""
     centre = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
@@ -173,17 +187,20 @@ class Render16(nn.Module):
         first, second = trace_electrodes()
         tops, heights = np.array(TRACE_WINDOWS).T
         geometry = line_geometry()
-        buffers = {"spec_permutation": spec_column_permutation(spec_column_order),
-                   "first_electrode": first, "second_electrode": second,
-                   "taps": trace_filter_taps().astype(np.float32),
+        # the tile's columns as runs of consecutive spectrogram columns: slices copy faster than a gather
+        self.spec_column_runs = column_runs(spec_column_permutation(spec_column_order))
+        buffers = {"first_electrode": first, "second_electrode": second,
+                   "taps": significant_taps(trace_filter_taps()).astype(np.float32),
                    "scales": np.array(TRACE_SCALES, dtype=np.float32)[:, None],
-                   "window_heights": heights[:, None].astype(np.int32),
-                   # window row + frame_offsets = row of the trace's frame (trace 0's window starts 16 rows into it)
-                   "frame_offsets": (tops - (BAND * np.arange(len(TRACES)) - BAND // 2))[:, None].astype(np.int32),
-                   "column_step": np.diff(geometry["columns"]).astype(np.int32),
+                   "window_heights": heights.astype(np.int32),
+                   # window row + half_frame_offsets = row of the upper and the lower half of the trace's 64-row frame
+                   # (trace 0's window starts 16 rows into its frame)
+                   "half_frame_offsets": ((tops - (BAND * np.arange(len(TRACES)) - BAND // 2))[:, None]
+                                          - np.array([0, BAND])).astype(np.int32),
+                   "column_step": np.diff(geometry["columns"]).astype(np.int32)[:, None],
                    "column_samples": geometry["column_samples"].T.ravel(),  # unflattens to [3, 1599]
-                   "copy_in_own_column": geometry["copy_in_own_column"], "copy_source": geometry["copy_source"],
-                   "copy_valid": geometry["copy_valid"], "half_frame_tops": np.array([[0], [BAND]], dtype=np.int32)}
+                   "copy_in_own_column": geometry["copy_in_own_column"][:, None],
+                   "copy_source": geometry["copy_source"], "copy_valid": geometry["copy_valid"][:, None]}
         for name, value in buffers.items():
             self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)), persistent=False)
 
@@ -202,12 +219,13 @@ class Render16(nn.Module):
         """[B, 300, 400] -> [B, 320, 320]: the published column order, NaN -> 0, log10(x + 1e-6), clipped to the
         sample's own 1 % and 99 % quantiles (numpy's default linear interpolation), min-max scaled to [0, 1], then
         resized. A constant tile (the published code divides 0 by 0) becomes 0."""
-        x = spec.index_select(-1, self.spec_permutation)
-        x = torch.log10(torch.where(torch.isnan(x), 0.0, x) + SPEC_LOG_EPS)
+        x = torch.cat([spec[..., start:start + length] for start, length in self.spec_column_runs], -1)
+        x = x.nan_to_num_(nan=0.0, posinf=float("inf"), neginf=float("-inf")).add_(SPEC_LOG_EPS).log10_()
         low, high = sample_quantiles(x.flatten(1), SPEC_QUANTILES).unbind(-1)
         low, high = low[:, None, None], high[:, None, None]
         span = high - low
-        scaled = torch.where(span > 0, (torch.minimum(torch.maximum(x, low), high) - low) / span, 0.0)
+        # a constant tile clips to 0 after subtracting low, whatever the factor
+        scaled = x.clamp_(low, high).sub_(low).mul_(torch.where(span > 0, 1 / span, 0.0))
         return resize_linear(scaled, TILE, TILE)
 
     def filtered_traces(self, eeg: torch.Tensor) -> torch.Tensor:
@@ -263,12 +281,17 @@ class Render16(nn.Module):
         where every point falls on a whole row, rounding can put a point one row below the exact floor used here,
         a few pixels per image of extreme traces and none on the real fixture (tests/signal/test_render.py counts
         them against render_reference, which does the float64 sampling)."""
-        heights = self.window_heights
-        rows = heights - torch.floor(levels * heights).int()  # [B, 20, 4000], int(-y H) + H for y in [0, 1]
-        row_step = rows.diff(dim=-1)
-        steps = row_step.abs().amax(-1, keepdim=True).clamp(min=1)  # D
+        # the plots run on lanes, [4000, B * 20] (sample-major: gathers of samples copy whole rows, and every
+        # elementwise step runs along 20 B contiguous lanes)
+        batch = levels.shape[0]
+        heights = self.window_heights.repeat(batch)  # [B * 20]
+        half_frame_offsets = self.half_frame_offsets.T.repeat(1, batch)[:, None]  # [2, 1, B * 20]
+        window_heights = self.window_heights[:, None]
+        rows = (window_heights - torch.floor(levels * window_heights).int()).flatten(0, 1).T.contiguous()  # int(-y H) + H
+        row_step = rows.diff(dim=0)
+        steps = row_step.abs().amax(0).clamp(min=1)  # D
         reach = torch.div((steps - self.column_step) * row_step, steps, rounding_mode="floor")  # e
-        first, last = rows[..., :-1] + reach.clamp(max=0), rows[..., :-1] + reach.clamp(min=0)
+        first, last = rows[:-1] + reach.clamp(max=0), rows[:-1] + reach.clamp(min=0)
         own_first, own_last = first, last
         if self.line_rule == "justpyplot":
             back = row_step.sign()
@@ -276,16 +299,19 @@ class Render16(nn.Module):
             own_first = torch.where(self.copy_in_own_column, torch.minimum(first, copy_first), first)
             own_last = torch.where(self.copy_in_own_column, torch.maximum(last, copy_last), last)
         # the last sample starts no segment and lights its own pixel
-        own_first, own_last = (torch.cat([own, rows[..., -1:]], dim=-1) for own in (own_first, own_last))
+        own_first, own_last = (torch.cat([own, rows[-1:]]) for own in (own_first, own_last))
         # the union of each column's runs is one run, from the lowest first row to the highest last row
-        masks = self.run_masks(self.per_column(own_first, torch.minimum), self.per_column(own_last, torch.maximum))
+        masks = self.run_masks(self.per_column(own_first, torch.minimum), self.per_column(own_last, torch.maximum),
+                               heights, half_frame_offsets)
         if self.line_rule == "justpyplot":
-            crossing = self.run_masks(copy_first.index_select(-1, self.copy_source),
-                                      copy_last.index_select(-1, self.copy_source))
+            crossing = self.run_masks(copy_first.index_select(0, self.copy_source),
+                                      copy_last.index_select(0, self.copy_source), heights, half_frame_offsets)
             masks |= torch.where(self.copy_valid, crossing, 0)
+        masks = masks.unflatten(-1, (batch, len(TRACES)))  # [2, 1599, B, 20]
         # band k, image rows [32k - 16, 32k + 16), holds the upper half of trace k's frame and the lower of k - 1's
-        no_trace = masks.new_zeros(masks[:, :1, 0].shape)
-        bands = torch.cat([masks[:, :, 0], no_trace], 1) | torch.cat([no_trace, masks[:, :, 1]], 1)  # [B, 21, 1599]
+        no_trace = masks.new_zeros(masks[0, ..., :1].shape)
+        bands = torch.cat([masks[0], no_trace], -1) | torch.cat([no_trace, masks[1]], -1)  # [1599, B, 21]
+        bands = bands.permute(1, 2, 0).contiguous()  # [B, 21, 1599]
         for bit in range(BAND):
             # image rows 32k - 16 + bit of bands k: those of band 0 start inside the image from bit 16 on,
             # those of band 20 end at row 639 with bit 15
@@ -294,18 +320,22 @@ class Render16(nn.Module):
         plot[..., LINE_WIDTH:] = 0.0
 
     def per_column(self, values: torch.Tensor, combine) -> torch.Tensor:
-        """Per sample [B, 20, 4000] -> per column [B, 20, 1599], `combine` (torch.minimum or maximum) over the
+        """Per sample [4000, lanes] -> per column [1599, lanes], `combine` (torch.minimum or maximum) over the
         column's samples, slice by slice (torch's integer amin over a short dim is 100x slower on CPU)."""
-        grouped = values.index_select(-1, self.column_samples).unflatten(-1, (-1, LINE_WIDTH))  # [B, 20, 3, 1599]
-        return reduce(combine, grouped.unbind(-2))
+        grouped = values.index_select(0, self.column_samples).unflatten(0, (-1, LINE_WIDTH))  # [3, 1599, lanes]
+        return reduce(combine, grouped.unbind(0))
 
-    def run_masks(self, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """Runs of window rows [first, last] [B, 20, n] (clipped into each window) -> the bits they light in the
-        upper and the lower half of the trace's 64-row frame, [B, 20, 2, n] int64 (bit j = half-frame row j)."""
-        first = torch.minimum(first.clamp(min=0), self.window_heights - 1) + self.frame_offsets
-        last = torch.minimum(last.clamp(min=0), self.window_heights - 1) + self.frame_offsets
-        start = (first[:, :, None] - self.half_frame_tops).clamp(0, BAND).long()
-        stop = (last[:, :, None] + 1 - self.half_frame_tops).clamp(0, BAND).long()
+    @staticmethod
+    def run_masks(first: torch.Tensor, last: torch.Tensor, heights: torch.Tensor,
+                  half_frame_offsets: torch.Tensor) -> torch.Tensor:
+        """Runs of window rows [first, last] [n, lanes] (clipped into each lane's window of `heights` rows) -> the
+        bits they light in the upper and the lower half of the trace's 64-row frame, [2, n, lanes] int32 (bit j =
+        half-frame row j; window row + half_frame_offsets [2, 1, lanes] = half-frame row). A run to the half's last
+        row sets bit 31 by wrapping: torch shifts 1 << 32 to 0 (on every device), and 0 - (1 << start) is every bit
+        from `start` up in two's complement."""
+        first, last = (torch.minimum(rows.clamp(min=0), heights - 1) for rows in (first, last))
+        start = (first + half_frame_offsets).clamp(0, BAND)
+        stop = (last + (half_frame_offsets + 1)).clamp(0, BAND)
         one = torch.ones_like(start)
         return (one << stop) - (one << start)
 

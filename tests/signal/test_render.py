@@ -118,6 +118,11 @@ def test_spectrogram_column_quirk():
     for order, descents in (("frequency", 0), ("natural", 2)):
         row = render.spectrogram_tile_reference(rising, order)[0].reshape(4, 100)
         assert ((np.diff(row, axis=1) < 0).sum(axis=1) == descents).all()
+    # the renderer copies the tile's columns as runs of consecutive spectrogram columns
+    for order, n_runs in (("natural", 28), ("frequency", 4)):
+        permutation, runs = render.spec_column_permutation(order), render.column_runs(render.spec_column_permutation(order))
+        assert len(runs) == n_runs
+        assert np.concatenate([np.arange(start, start + length) for start, length in runs]).tolist() == permutation.tolist()
 
 
 def test_spectrogram_column_order_changes_only_the_spectrogram(real_pair):
@@ -126,6 +131,8 @@ def test_spectrogram_column_order_changes_only_the_spectrogram(real_pair):
 
 
 def test_filters_equal_scipy_lfilter(real_pair):
+    full, kept = render.trace_filter_taps(), render.significant_taps(render.trace_filter_taps())
+    assert len(kept) == 1949 and np.abs(full[len(kept):]).max() < 1e-9 * np.abs(full).max()
     eeg = real_pair[0]
     noise = np.random.default_rng(2).standard_normal((20, 10000)).astype(np.float32) * 100
     for sample in (eeg, noise):
