@@ -24,7 +24,9 @@
 #   the blend and the submission use stage 2, and the val KL of both stages is printed.
 # A recipe with a pretrain stage (hms15_*: conf/stage/hms15_pretrain.yaml) runs it first, fold by fold,
 # under OUT/pretrain/<name>/fold<k>; the main run of each fold then starts from that fold's weights
-# (init_from) with a fresh optimizer and schedule, as the authors did. --no-pretrain skips it.
+# (init_from) with a fresh optimizer and schedule, as the authors did. --no-pretrain skips it. The
+# Cranjis-McB two-stage recipes (cranjis_two_stage*) run their noisy-row stage 1 (conf/stage/cranjis_noisy.yaml)
+# this way, and their stage 2 starts from stage 1's best checkpoint (best.pt).
 # Paths (--out, --data-root, QUICK_ROOT, PYTHON) are relative to the directory you launch from.
 #
 # --quick runs the whole chain on the embedded synthetic set in minutes on a CPU: two tiny models
@@ -129,7 +131,9 @@ done
 mkdir -p "$out"
 echo "== train: ${overrides[*]} x folds $folds -> $out/train"
 # The pretrain stage a recipe runs before its main one (none for the others).
-pretrain_stage() { case $1 in experiment=hms15_*) echo hms15_pretrain ;; esac; }
+pretrain_stage() { case $1 in experiment=hms15_*) echo hms15_pretrain ;; experiment=cranjis_two_stage*) echo cranjis_noisy ;; esac; }
+# A run's result: the best evaluation's weights when it kept them (trainer.keep_best), else its last.
+weights() { if [ -f "$1/best.pt" ]; then echo "$1/best.pt"; else echo "$1/checkpoint.pt"; fi; }
 for i in "${!names[@]}"; do
   n=${names[$i]}; m=${overrides[$i]}; stage=""; [ "$pretrain" = 1 ] && stage=$(pretrain_stage "$m")
   seed=(); [ -n "${seed_of[$i]}" ] && seed=("${seed_of[$i]}")
@@ -138,7 +142,8 @@ for i in "${!names[@]}"; do
     echo "== pretrain stage $stage: $n x folds $folds -> $out/pretrain"
     "$PY" train.py -m "$m" ${seed[@]+"${seed[@]}"} "stage=$stage" "fold=$folds" "${common[@]}" ${extra[@]+"${extra[@]}"} \
         "hydra.sweep.dir=$(quote "$out/pretrain")" "hydra.sweep.subdir=$(quote "$n/fold\${fold}")"
-    start=("init_from=$(quote "$out/pretrain/$n/fold\${fold}/checkpoint.pt")")
+    weights_file=checkpoint.pt; [ "$stage" = cranjis_noisy ] && weights_file=best.pt  # stage 1 keeps its best
+    start=("init_from=$(quote "$out/pretrain/$n/fold\${fold}/$weights_file")")
     if [ "$full_fit" = 1 ]; then
       "$PY" train.py "$m" ${seed[@]+"${seed[@]}"} "stage=$stage" fold=-1 "${common[@]}" ${extra[@]+"${extra[@]}"} \
           "hydra.run.dir=$(quote "$out/pretrain_full/$n")"
@@ -156,7 +161,7 @@ done
 stage=train
 if [ "$pseudo" = 1 ]; then
   echo "== pseudo-label the rows with 7 votes or fewer"
-  stage1=(); for n in "${names[@]}"; do for k in ${folds//,/ }; do stage1+=("$out/train/$n/fold$k/checkpoint.pt"); done; done
+  stage1=(); for n in "${names[@]}"; do for k in ${folds//,/ }; do stage1+=("$(weights "$out/train/$n/fold$k")"); done; done
   "$PY" scripts/pseudo_label.py --data-root "$root" --checkpoints "${stage1[@]}" --out "$out/pseudo_labels.csv"
   echo "== stage 2: ${overrides[*]} x folds $folds with the pseudo-labels -> $out/train_pl"
   for i in "${!names[@]}"; do
@@ -176,7 +181,7 @@ echo "== blend"
 blend_inputs=(); ckpts=()
 for n in "${names[@]}"; do
   blend_inputs+=("$out/$stage/$n")  # a folder of fold run dirs: their oof.csv concatenated
-  for k in ${folds//,/ }; do ckpts+=("$out/$stage/$n/fold$k/checkpoint.pt"); done
+  for k in ${folds//,/ }; do ckpts+=("$(weights "$out/$stage/$n/fold$k")"); done
   [ "$full_fit" = 1 ] && ckpts+=("$out/full/$n/checkpoint.pt")
 done
 "$PY" scripts/blend_weights.py "${blend_inputs[@]}" --out "$out/blend.json"

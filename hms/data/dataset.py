@@ -26,12 +26,14 @@ class HMSDataset(Dataset):
     flip_inputs: the inputs the electrode flips act on (None: all; the 15th place flipped only the EEG).
     time_shift_seconds: every input's window moves by one shift drawn in EEG samples (an input with
     coarser rows moves by the nearest whole row).
+    window_offsets: {offset column: seconds per prepared row} replacing the rows' own window starts
+    (hms.data.sampling.window_offsets; e.g. the middle of each annotation group).
     All randomness comes from (seed, epoch, index), so workers, DDP ranks and resumed runs agree.
     """
 
     def __init__(self, prepared: Prepared, row_positions, one_window_per_eeg: bool = False,
                  time_shift_seconds: float = 0.0, flip_lr_p: float = 0.0, flip_fb_p: float = 0.0, seed: int = 0,
-                 flip_inputs=None):
+                 flip_inputs=None, window_offsets: dict | None = None):
         self.prepared = prepared
         rows = prepared.rows.iloc[np.asarray(row_positions, dtype=int)]
         self.positions = np.asarray(row_positions, dtype=int)
@@ -43,7 +45,9 @@ class HMSDataset(Dataset):
         r = prepared.rows
         self.sources = prepared.sources
         self.source_ids = {n: r[s.input.id_column].to_numpy() for n, s in self.sources.items()}
-        self.offsets = {n: r[s.input.offset_column].to_numpy() for n, s in self.sources.items()}
+        window_offsets = window_offsets or {}
+        self.offsets = {n: np.asarray(window_offsets.get(s.input.offset_column, r[s.input.offset_column].to_numpy()))
+                        for n, s in self.sources.items()}
         self.eeg_id = r.eeg_id.to_numpy()
         self.targets = r[list(VOTE_COLUMNS)].to_numpy(np.float32)
         self.n_votes = r.n_votes.to_numpy(np.float32)

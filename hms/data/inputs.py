@@ -178,11 +178,14 @@ class RawEEG(Input):
 @register_input
 class KaggleSpectrogram(Input):
     """The Kaggle spectrogram's 10 min window: [300 rows 2 s apart, 4 regions x 100 bins], zero-padded
-    where a file ends early. Left/right swaps the LL<->RL and LP<->RP regions; front/back maps every
-    chain onto itself reversed, and a region is a mean of power spectra, so it is the identity."""
+    where a file ends early. NaN stays NaN (version 2): the models repair it on the device, each as its
+    recipe did (0 before the log, or excluded from a per-panel mean, Cranjis-McB). Left/right swaps the
+    LL<->RL and LP<->RP regions; front/back maps every chain onto itself reversed, and a region is a mean of
+    power spectra, so it is the identity."""
     name, id_column, folder, offset_column = "spec", "spectrogram_id", "spectrograms", "spectrogram_label_offset_seconds"
     rate, length, width = 1 / layout.SPEC_STEP_SECONDS, layout.SPEC_WINDOW_ROWS, len(layout.SPEC_POWER_COLUMNS)
     channel_major, pad_past_end = False, True
+    nan_fill, version = None, 2
     flip_block = len(layout.SPEC_BINS)
     flips = {"lr": layout.SPEC_REGION_FLIP_LR, "fb": layout.SPEC_REGION_FLIP_FB}
 

@@ -106,3 +106,22 @@ def augment_batch(batch: dict, inputs: dict[str, Input], aug) -> dict:
         raise ValueError(f"aug.eeg_augment_on must be electrodes or differences, not {aug.eeg_augment_on!r}")
     batch = head_scale(batch, *aug.head_scale)
     return edge_noise(batch, aug.edge_noise_std, aug.edge_noise_profile)
+
+
+def mosaic_epoch(aug, epoch: int) -> bool:
+    """Whether `epoch` is one of the mosaic warm-up epochs (aug.mosaic_epochs, Cranjis-McB 8a-9c)."""
+    return epoch < aug.mosaic_epochs
+
+
+def image_mix(aug, epoch: int, generator=None) -> dict | None:
+    """What the model is to do to its images in this batch (Cranjis-McB, RECIPES.md 4.4): the mosaic in the
+    warm-up epochs, else same-class CutMix with probability aug.cutmix_p per batch, else nothing. The model
+    applies it (hms/models/image_mix.py), since both act on the image it builds, not on the inputs."""
+    def seed() -> int:
+        return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+    if mosaic_epoch(aug, epoch):
+        return {"kind": "mosaic", "seed": seed()}
+    if aug.cutmix_p > 0 and torch.rand((), generator=generator).item() < aug.cutmix_p:
+        return {"kind": "cutmix", "seed": seed(), **aug.cutmix}
+    return None

@@ -19,16 +19,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hms.data.inputs import get_inputs, tta_probabilities
-from hms.data.sampling import pseudo_label_rows, select_rows, stage_min_votes
+from hms.data.sampling import pseudo_label_rows, sampling_folds, select_rows, stage_min_votes, window_offsets
 from hms.layout import PRED_COLUMNS, VOTE_COLUMNS
 from hms.metric import kl_per_row
 from hms.log import make_logger
 from hms.log.curves import plot_curves
 from hms.train import checkpoint, distributed
-from hms.train.augment import augment_batch
+from hms.train.augment import augment_batch, image_mix, mosaic_epoch
 from hms.train.cpu_memory import keep_freed_cpu_memory
 from hms.train.ema import make_ema, update_ema
-from hms.train.losses import model_loss, smooth, vote_weights
+from hms.train.losses import kl_per_sample, model_loss, smooth, vote_weights
 from hms.train.sampler import EpochSampler
 
 
@@ -80,6 +80,23 @@ def stored_targets(path, rows: pd.DataFrame) -> torch.Tensor:
         raise ValueError(f"{path}: a file of stored predictions needs columns {missing}")
     aligned = rows[["label_id"]].merge(oof[["label_id", *PRED_COLUMNS]], on="label_id", how="left")
     return torch.tensor(aligned[list(PRED_COLUMNS)].to_numpy(np.float32))
+
+
+@torch.no_grad()
+def mixed_validation_kl(model, dataset, batch_size: int, d: distributed.Dist, workers: int, mix_cfg, seed: int) -> float:
+    """The mean over validation batches of the batch-mean plain KL on image-mixed batches (Cranjis-McB
+    validated its mosaic warm-up epochs on mosaicked batches: the printed loss and its best-checkpoint
+    choice, RECIPES.md 4.4). Each rank's shard; the mix of its batch k is seeded with (seed, k)."""
+    model.eval()
+    shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
+    loader = DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size, num_workers=workers)
+    losses = []
+    for k, batch in enumerate(loader):
+        batch = to_device(batch, d.device)
+        batch["image_mix"] = dict(mix_cfg, seed=int(np.random.default_rng([seed, k]).integers(2**62)))
+        out = model(batch)
+        losses.append(float(kl_per_sample(out["logits"], out["target"]).mean()))
+    return float(np.mean(distributed.gather(d, np.array(losses)))) if losses else math.nan
 
 
 @torch.no_grad()
@@ -142,8 +159,9 @@ def train(cfg, run_dir: Path) -> dict:
     # ---- data: every row is available; the stage decides which ones an epoch trains on
     root, prepared = load_data(cfg, d)
     inputs = get_inputs(cfg.data.inputs)
-    rows = prepared.rows
     sm = cfg.sampling
+    rows = prepared.rows.assign(fold=sampling_folds(prepared.rows, sm.folds, cfg.data.n_folds, cfg.data.fold_seed))
+    offsets = window_offsets(rows, sm.window)
     val_pos = select_rows(rows, cfg.fold, "val", 1, sm.val_dedup) if cfg.fold >= 0 else []
     datasets, samplers = {}, {}  # one per vote threshold the stages use
     pseudo_rows = (pseudo_label_rows(sm.pseudo_labels, rows, cfg.fold, sm.dedup) if sm.pseudo_labels
@@ -154,12 +172,15 @@ def train(cfg, run_dir: Path) -> dict:
         datasets[min_votes] = HMSDataset(
             prepared, positions, one_window_per_eeg=sm.one_window_per_eeg,
             time_shift_seconds=sm.time_shift_seconds, flip_lr_p=cfg.aug.flip_lr_p,
-            flip_fb_p=cfg.aug.flip_fb_p, seed=seed, flip_inputs=cfg.aug.flip_inputs)
+            flip_fb_p=cfg.aug.flip_fb_p, seed=seed, flip_inputs=cfg.aug.flip_inputs, window_offsets=offsets)
         samplers[min_votes] = EpochSampler(len(datasets[min_votes]), tr.batch_size, seed, d.rank, d.world)
     epoch_steps = [samplers[stage_min_votes(sm, e)].steps // tr.accumulate for e in range(tr.epochs)]
     total_steps = sum(epoch_steps) if tr.max_steps is None else min(tr.max_steps, sum(epoch_steps))
-    # the score to beat: the mean target of the 10+ vote training rows
+    # the score to beat: the mean target of the 10+ vote training rows (of all of them when a stage has none,
+    # e.g. Cranjis-McB's noisy-row stage)
     prior_pos = select_rows(rows, cfg.fold, "train", sm.val_min_votes, sm.val_dedup)
+    if len(prior_pos) == 0:
+        prior_pos = select_rows(rows, cfg.fold, "train", 1, sm.val_dedup)
     prior = rows.iloc[prior_pos][list(VOTE_COLUMNS)].to_numpy().mean(axis=0)
     oracle = pd.read_csv(root / "oracle.csv") if (root / "oracle.csv").exists() else None
     noisy = stored_targets(cfg.loss.noisy_student_oof, rows).to(d.device) if cfg.loss.noisy_student_oof else None
@@ -183,6 +204,7 @@ def train(cfg, run_dir: Path) -> dict:
     net = torch.nn.parallel.DistributedDataParallel(model) if d.on else model
 
     start_epoch, step, history = 0, 0, []
+    best = {"score": math.inf, "metrics": None, "reset": False}  # trainer.keep_best: the best evaluation so far
     ckpt_path = run_dir / "checkpoint.pt"
     if cfg.resume and ckpt_path.exists():
         state = checkpoint.load(ckpt_path, d.device)
@@ -195,18 +217,55 @@ def train(cfg, run_dir: Path) -> dict:
             ema.n_averaged.fill_(state["ema_n_averaged"])
         checkpoint.set_rng_state(state["rng"])
         start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
+        best = state.get("best", best)
         if d.main:
             print(f"resumed {ckpt_path} after epoch {state['epoch'] + 1}")
 
     logger = make_logger(cfg.logger, run_dir, d.main)
     logger.log_config(OmegaConf.to_container(cfg, resolve=True))
     eval_model = ema.module if ema is not None else model
-    val_set = HMSDataset(prepared, val_pos, flip_inputs=cfg.aug.flip_inputs) if len(val_pos) else None
+    val_set = (HMSDataset(prepared, val_pos, flip_inputs=cfg.aug.flip_inputs, window_offsets=offsets)
+               if len(val_pos) else None)
+    if (cfg.aug.cutmix_p > 0 or cfg.aug.mosaic_epochs > 0) and not getattr(model, "supports_image_mix", False):
+        raise ValueError(f"aug.cutmix_p / aug.mosaic_epochs mix the model's images: {type(model).__name__} "
+                         "does not (spectrogram_cnn does)")
+    if tr.eval_at not in ("epoch_end", "half_epochs"):
+        raise ValueError(f"trainer.eval_at must be epoch_end or half_epochs, not {tr.eval_at!r}")
     train_seconds, train_samples = 0.0, 0
     for h in history:
         train_seconds, train_samples = train_seconds + h["seconds"], train_samples + h["samples"]
 
     # ---- the loop
+    def evaluate(epoch: int, final: bool) -> dict:
+        """The validation fold's scores now (flip TTA only for the final, reported score). With trainer.keep_best
+        the best evaluation by trainer.best_metric wins: its weights go to best.pt, its predictions to oof.csv
+        (the checkpoint chosen on the fold it is scored on: an optimistic CV, as Cranjis-McB's)."""
+        probs = predict(eval_model, val_set, tr.val_batch_size, d, cfg.aug.tta and final, cfg.data.num_workers,
+                        cfg.aug.tta_flips)
+        oof = oof_frame(rows.iloc[val_pos], probs)
+        metrics = score(oof, prior, oracle, sm.val_min_votes)
+        if mosaic_epoch(cfg.aug, epoch) and cfg.aug.mosaic_validation:
+            metrics["val_kl_mosaic"] = mixed_validation_kl(eval_model, val_set, tr.val_batch_size, d,
+                                                           cfg.data.num_workers, {"kind": "mosaic"}, seed + epoch)
+        if not tr.keep_best:
+            if d.main:
+                oof.to_csv(run_dir / "oof.csv", index=False)
+            return metrics
+        # the tracker restarts after the mosaic warm-up: at every evaluation of the first epoch after it, as
+        # published (aug.mosaic_reset=every_eval), or at its first one (once)
+        if cfg.aug.mosaic_epochs and epoch == cfg.aug.mosaic_epochs and (
+                cfg.aug.mosaic_reset == "every_eval" or not best["reset"]):
+            best.update(score=math.inf, reset=True)
+        value = metrics.get("val_kl_mosaic", metrics.get(tr.best_metric))
+        if value is not None and value < best["score"]:
+            best.update(score=value, metrics=metrics | {"best_epoch": epoch, "best_step": step})
+            if d.main:
+                oof.to_csv(run_dir / "oof.csv", index=False)
+                checkpoint.save_atomic({"model": eval_model.state_dict(), "epoch": epoch, "step": step,
+                                        "metrics": best["metrics"],
+                                        "config": OmegaConf.to_container(cfg, resolve=True)}, run_dir / "best.pt")
+        return metrics
+
     for epoch in range(start_epoch, tr.epochs):
         if tr.max_steps is not None and step >= tr.max_steps:
             break
@@ -216,6 +275,9 @@ def train(cfg, run_dir: Path) -> dict:
         loader = DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, drop_last=True,
                             num_workers=cfg.data.num_workers, pin_memory=cuda,
                             persistent_workers=False)
+        # half_epochs (Cranjis-McB): after the batches i > 0 with i % (len // 2 - 1) == 0, not at the epoch's end
+        eval_every = max(1, len(loader) // 2 - 1)
+        evaluations = []
         net.train()
         started, losses, seen = time.time(), [], 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tr.epochs}", disable=not d.main, leave=False)
@@ -230,15 +292,21 @@ def train(cfg, run_dir: Path) -> dict:
                 swap &= ~torch.isnan(stored).any(dim=1)
                 batch["target"] = torch.where(swap[:, None], stored, batch["target"])
             batch = augment_batch(batch, inputs, cfg.aug)
+            mix = image_mix(cfg.aug, epoch)  # CutMix or mosaic of the model's images, which the model applies
+            if mix is not None:
+                batch["image_mix"] = mix
             target = batch["target"]
             if cfg.loss.label_smoothing:
                 target = smooth(target, cfg.loss.label_smoothing)
             weight = vote_weights(batch["n_votes"], cfg.loss.weighting, epoch, cfg.loss.vote_groups)
+            if mosaic_epoch(cfg.aug, epoch):  # the mosaic warm-up trains on plain KL (Cranjis-McB)
+                weight = torch.ones_like(weight)
             if cfg.loss.low_vote_decay != 1.0:
                 low = batch["n_votes"] < sm.val_min_votes
                 weight = torch.where(low, weight * cfg.loss.low_vote_decay ** epoch, weight)
             with torch.autocast(d.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = model_loss(net(batch), target, weight, loss_weights)
+                outputs = net(batch)
+                loss = model_loss(outputs, outputs.get("target", target), weight, loss_weights)
             if distributed.any_true(d, not torch.isfinite(loss).item()):
                 raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1} "
                                     f"(batch {i}); nothing saved for this epoch: lower optim.lr or "
@@ -258,6 +326,9 @@ def train(cfg, run_dir: Path) -> dict:
             if ema is not None and tr.ema_every == "step":
                 update_ema(ema, model, tr.ema_average_buffers)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if val_set is not None and tr.eval_at == "half_epochs" and i > 0 and i % eval_every == 0:
+                evaluations.append({"batch": i, "step": step} | evaluate(epoch, final=False))
+                net.train()
             if tr.max_steps is not None and step >= tr.max_steps:
                 break
         if ema is not None and tr.ema_every == "epoch":
@@ -267,14 +338,14 @@ def train(cfg, run_dir: Path) -> dict:
 
         record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else math.nan,
                   "lr": scheduler.get_last_lr()[0], "seconds": seconds, "samples": seen}
-        if val_set is not None:
+        if val_set is not None and tr.eval_at == "epoch_end":
             last = epoch == tr.epochs - 1 or (tr.max_steps is not None and step >= tr.max_steps)
-            tta = cfg.aug.tta and last  # flip TTA costs 4 forwards: only for the final, reported score
-            probs = predict(eval_model, val_set, tr.val_batch_size, d, tta, cfg.data.num_workers, cfg.aug.tta_flips)
-            oof = oof_frame(rows.iloc[val_pos], probs)
-            record |= score(oof, prior, oracle, sm.val_min_votes)
+            record |= evaluate(epoch, final=last)
+        elif evaluations:  # the epoch's last evaluation, and all of them
+            record |= {k: v for k, v in evaluations[-1].items() if k not in ("batch", "step")}
+            record["evaluations"] = evaluations
         history.append(record)
-        logger.log_metrics(record, step)
+        logger.log_metrics({k: v for k, v in record.items() if k != "evaluations"}, step)
         if d.main:
             summary = " ".join(f"{k} {v:.4f}" for k, v in record.items()
                                if k in ("train_loss", "val_kl", "val_kl_all", "prior_kl", "bayes_kl") and v is not None)
@@ -285,15 +356,14 @@ def train(cfg, run_dir: Path) -> dict:
                 "ema_n_averaged": int(ema.n_averaged.item()) if ema is not None else 0,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(), "epoch": epoch,
-                "step": step, "history": history, "config": OmegaConf.to_container(cfg, resolve=True),
+                "step": step, "history": history, "best": best,
+                "config": OmegaConf.to_container(cfg, resolve=True),
             }, ckpt_path)
-            if val_set is not None:
-                oof.to_csv(run_dir / "oof.csv", index=False)
         distributed.barrier(d)
 
     # ---- outputs
-    metrics = {k: v for k, v in (history[-1] if history else {}).items()
-               if k.startswith(("val_", "prior_", "bayes_", "n_val", "gap_"))}
+    reported = best["metrics"] if tr.keep_best and best["metrics"] else (history[-1] if history else {})
+    metrics = {k: v for k, v in reported.items() if k.startswith(("val_", "prior_", "bayes_", "n_val", "gap_", "best_"))}
     metrics |= {"history": history, "epochs": len(history), "steps": step, "fold": cfg.fold,
                 "train_samples_per_s": train_samples / max(train_seconds, 1e-9),
                 "train_seconds": train_seconds}

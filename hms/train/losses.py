@@ -24,6 +24,9 @@ def vote_group_weights(n_votes: torch.Tensor, epoch: int, bounds=(3, 8), start=(
     return w * len(w) / share
 
 
+WEIGHTINGS = ("log_votes", "log1p_votes", "min10", "cmb_modified", "vote_groups", "none")
+
+
 def vote_weights(n_votes: torch.Tensor, weighting: str, epoch: int = 0, vote_groups=None) -> torch.Tensor:
     """How much a row counts, from its number of votes (more raters, less noisy target)."""
     if weighting == "vote_groups":
@@ -31,11 +34,16 @@ def vote_weights(n_votes: torch.Tensor, weighting: str, epoch: int = 0, vote_gro
     n_votes = n_votes.float()
     if weighting == "log_votes":  # 15th place: 1 vote -> 0.63, 2 -> 1, 15 -> 2.5
         return torch.log(n_votes + 1) / math.log(3)
-    if weighting == "min10":
+    if weighting == "log1p_votes":  # Cranjis-McB 6a-7b (cell 20): 1 vote -> 0.693, 3 -> 1.386, 28 -> 3.367
+        return torch.log(n_votes + 1)
+    if weighting == "min10":  # Cranjis-McB's xloss (8a-9c), clamp(max=10): 1, 3, 9 -> 1, 3, 9; 10+ -> 10
         return n_votes.clamp(max=10)
+    if weighting == "cmb_modified":  # Cranjis-McB 9b stage 2 (cell 31): v up to 10, then (10 + 2 log10 v) log10 v
+        log10 = torch.log10(n_votes)
+        return torch.where(n_votes > 10, (10 + 2 * log10) * log10, n_votes)
     if weighting == "none":
         return torch.ones_like(n_votes)
-    raise ValueError(f"loss.weighting must be log_votes, min10, vote_groups or none, not {weighting!r}")
+    raise ValueError(f"loss.weighting must be one of {WEIGHTINGS}, not {weighting!r}")
 
 
 def smooth(target: torch.Tensor, amount: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ so that a per-epoch schedule is a per-step one that holds its value through each
 import math
 
 import numpy as np
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
 
 def cosine_with_warmup(optimizer, total_steps: int, epoch_steps=None, warmup_fraction: float = 0.05,
@@ -41,3 +41,35 @@ def cosine_per_epoch(optimizer, total_steps: int, epoch_steps, t_max: int, eta_m
         return factor
 
     return LambdaLR(optimizer, [factors(i) for i in range(len(base))])
+
+
+class NeverStepped:
+    """A scheduler that was built and is never stepped: step() does nothing, so the optimiser keeps what the
+    construction set (the Cranjis-McB quirk: its OneCycleLR.step() is never called)."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def step(self) -> None:
+        pass
+
+    def get_last_lr(self) -> list:
+        return self.scheduler.get_last_lr()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+def one_cycle(optimizer, total_steps: int, epoch_steps, max_lr: float, pct_start: float = 0.0, div_factor: float = 25,
+              final_div_factor: float = 0.4, stepped: bool = False):
+    """torch's OneCycleLR over the run's optimizer steps (Cranjis-McB: pct_start 0, max_lr 1e-3, div_factor 25,
+    final_div_factor 0.4, RECIPES.md 4.1). stepped=False (as published: never stepped): construction sets lr to
+    its step-0 value, about max_lr, and AdamW's beta1 to about 0.85 (momentum cycling), for the whole run;
+    stepped=True (the fix): cosine from max_lr down to max_lr / div_factor / final_div_factor with beta1 rising to
+    0.95, stepped once per optimizer step."""
+    scheduler = OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start,
+                           div_factor=div_factor, final_div_factor=final_div_factor)
+    return scheduler if stepped else NeverStepped(scheduler)

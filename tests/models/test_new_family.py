@@ -21,7 +21,7 @@ class Toy(nn.Module):
         self.net = nn.Sequential(nn.Linear(400, hidden), nn.ReLU(), nn.Linear(hidden, 6))
 
     def forward(self, batch):
-        return {"logits": self.net(torch.log1p(batch["spec"]).mean(dim=1)), "aux": {}}
+        return {"logits": self.net(torch.log1p(batch["spec"].nan_to_num(0.0)).mean(dim=1)), "aux": {}}
 '''
 
 TOY_YAML = '''defaults:
