@@ -13,11 +13,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from hms.train.loop import NonFiniteLoss, train
+from hms.train.checkpoint import RunDirInUse
+from hms.train.loop import DivergedRun, NonFiniteLoss, train
 
-# Problems the user can fix (bad data, bad option, diverged run) get one line, not a traceback;
-# HMS_DEBUG=1 shows the traceback anyway.
-USER_ERRORS = (FileNotFoundError, ValueError, NonFiniteLoss)
+# Problems the user can fix (bad data, bad option, a path that cannot be written, a diverged run) get one
+# line, not a traceback; HMS_DEBUG=1 shows the traceback anyway.
+USER_ERRORS = (OSError, ValueError, NonFiniteLoss, DivergedRun, RunDirInUse)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -30,6 +31,14 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        if os.environ.get("HMS_DEBUG"):
+            raise
+        saved = run_dir / "checkpoint.pt"
+        where = (f"the last checkpoint is {saved}: resume=true hydra.run.dir={run_dir} continues"
+                 if saved.exists() else "no epoch had finished: nothing was saved")
+        print(f"interrupted: {where}", file=sys.stderr)
+        sys.exit(130)
     figures = {k: metrics[k] for k in ("val_kl", "val_kl_all", "prior_kl", "bayes_kl", "gap_closed",
                                        "train_samples_per_s") if metrics.get(k) is not None}
     print(" ".join(f"{k} {v:.4f}" for k, v in figures.items()))

@@ -23,6 +23,8 @@ class Dist:
 
 def setup(device: str = "auto") -> Dist:
     """Join the process group when launched by torchrun (nccl on GPU, gloo on CPU); else one process."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("trainer.device=cuda, but no CUDA GPU is visible: trainer.device=auto (or cpu) runs here")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:

@@ -7,7 +7,9 @@ checkpoint every epoch, and a run dir holding oof.csv, metrics.json, checkpoint.
 import json
 import math
 import os
+import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from hms.log import make_logger
 from hms.log.curves import plot_curves
 from hms.train import checkpoint, distributed
 from hms.train.augment import augment_batch, image_mix, mosaic_epoch
+from hms.train.config_check import ConfigError, check_config, check_resume
 from hms.train.cpu_memory import keep_freed_cpu_memory
 from hms.train.ema import make_ema, update_ema
 from hms.train.losses import kl_per_sample, model_loss, smooth, vote_weights
@@ -34,6 +37,15 @@ from hms.train.sampler import EpochSampler
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+class DivergedRun(RuntimeError):
+    """The loss or the validation KL ran away with finite values (trainer.stop_on_divergence)."""
+
+
+# The synthetic set is built on first use only here, or where data.generate=true or data.patients asks for it:
+# a mistyped data.root must not fill a new folder with 1.5 GB.
+DEFAULT_SYNTHETIC_ROOT = "datamount/synthetic"
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
@@ -49,15 +61,22 @@ def load_data(cfg, d: distributed.Dist):
     use and the caches when stale, under a file lock: parallel sweep jobs share one build."""
     from hms.data.prepare import folder_lock, load_prepared, prepare_data
     root = Path(cfg.data.root)
-    if not (root / "train.csv").exists() and not cfg.data.generate:
+    generate = cfg.data.generate
+    if generate not in (True, False, "auto"):
+        raise ConfigError(f"data.generate must be auto, true or false, not {generate!r}")
+    if generate == "auto":
+        generate = str(cfg.data.root) == DEFAULT_SYNTHETIC_ROOT or cfg.data.patients is not None
+    if not (root / "train.csv").exists() and not generate:
+        hint = ("; data.generate=true builds the embedded synthetic set there" if cfg.data.generate == "auto"
+                else ", or use data=synthetic")
         raise FileNotFoundError(f"{root}/train.csv not found: point data.root at a folder in the "
-                                "Kaggle layout (HMS_FACTS section 1) or use data=synthetic")
+                                f"Kaggle layout (HMS_FACTS section 1){hint}")
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else root / "cache"
     if d.main:
         with folder_lock(root):
             # first use, or an explicit data.patients for a synthetic set built at another size
             asked = cfg.data.patients is not None and (root / "stats.json").exists()
-            if cfg.data.generate and (not (root / "train.csv").exists() or asked):
+            if generate and (not (root / "train.csv").exists() or asked):
                 from hms.synthetic import ensure_synthetic
                 kwargs = {} if cfg.data.patients is None else {"patients": cfg.data.patients}
                 ensure_synthetic(root, seed=cfg.data.generate_seed, **kwargs)
@@ -139,13 +158,32 @@ def score(oof: pd.DataFrame, prior: np.ndarray, oracle: pd.DataFrame | None, min
     return out
 
 
+def divergence(record: dict) -> str | None:
+    """Why an epoch looks diverged with finite numbers: a train loss above 1e3 (KL is a few units at most, a
+    vote weight 10 at most), or a validation KL above 3 x the prior's + 1 (far worse than knowing nothing)."""
+    loss, val, prior = record.get("train_loss"), record.get("val_kl_all"), record.get("prior_kl_all")
+    if loss is not None and loss > 1e3:
+        return f"train loss {loss:.3g}"
+    if val is not None and prior is not None and val > 3 * prior + 1:
+        return f"val KL {val:.3g} against the prior's {prior:.3g}"
+    return None
+
+
 def train(cfg, run_dir: Path) -> dict:
-    """Train one model on one fold; returns the metrics written to run_dir/metrics.json."""
+    """Train one model on one fold; returns the metrics written to run_dir/metrics.json. The config is
+    checked first (hms/train/config_check.py) and the run dir held by this run alone."""
+    check_config(cfg)
+    d = distributed.setup(cfg.trainer.device)
+    run_dir = Path(distributed.gather(d, str(run_dir))[0])  # every rank writes under rank 0's dir
+    with checkpoint.run_dir_lock(run_dir) if d.main else nullcontext():
+        return fit(cfg, run_dir, d)
+
+
+def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
+    """train()'s work, in the run dir it holds."""
     from hms.data.dataset import HMSDataset
 
     tr = cfg.trainer
-    d = distributed.setup(tr.device)
-    run_dir = Path(distributed.gather(d, str(run_dir))[0])  # every rank writes under rank 0's dir
     seed = seed32(cfg.seed)
     torch.manual_seed(seed)
     if tr.deterministic:
@@ -206,8 +244,15 @@ def train(cfg, run_dir: Path) -> dict:
     start_epoch, step, history = 0, 0, []
     best = {"score": math.inf, "metrics": None, "reset": False}  # trainer.keep_best: the best evaluation so far
     ckpt_path = run_dir / "checkpoint.pt"
-    if cfg.resume and ckpt_path.exists():
+    if not cfg.resume and ckpt_path.exists():
+        raise ConfigError(f"{run_dir} holds a previous run (checkpoint.pt): resume=true continues it, another "
+                          "hydra.run.dir starts afresh")
+    if cfg.resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"{ckpt_path}: resume=true but there is no checkpoint to continue "
+                                    "(drop resume=true to start afresh)")
         state = checkpoint.load(ckpt_path, d.device)
+        check_resume(state["config"], cfg, ckpt_path)
         model.load_state_dict(state["train_model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -219,7 +264,8 @@ def train(cfg, run_dir: Path) -> dict:
         start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
         best = state.get("best", best)
         if d.main:
-            print(f"resumed {ckpt_path} after epoch {state['epoch'] + 1}")
+            print(f"resumed {ckpt_path} after epoch {state['epoch'] + 1} (fold {cfg.fold}, "
+                  f"{cfg.model._target_}, {cfg.data.root})")
 
     logger = make_logger(cfg.logger, run_dir, d.main)
     logger.log_config(OmegaConf.to_container(cfg, resolve=True))
@@ -360,6 +406,13 @@ def train(cfg, run_dir: Path) -> dict:
                 "config": OmegaConf.to_container(cfg, resolve=True),
             }, ckpt_path)
         distributed.barrier(d)
+        reason = divergence(record)
+        if reason and tr.stop_on_divergence:
+            raise DivergedRun(f"epoch {epoch + 1} diverged ({reason}); its checkpoint is {ckpt_path}: lower "
+                              "optim.lr, or trainer.stop_on_divergence=false to train on")
+        if reason and d.main:
+            print(f"warning: epoch {epoch + 1} looks diverged ({reason})", file=sys.stderr)
+            record["diverged"] = reason
 
     # ---- outputs
     reported = best["metrics"] if tr.keep_best and best["metrics"] else (history[-1] if history else {})
