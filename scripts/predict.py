@@ -2,12 +2,13 @@
 
     python scripts/predict.py --data-root DIR --checkpoints CKPT [CKPT ...] [--blend blend.json]
         --out submission.csv [--per-model-dir DIR] [--repeat-rows] [--no-tta] [--batch-size 8]
-        [--names NAME ...] [--device cpu|cuda]
+        [--names NAME ...] [--device cpu|cuda] [--match-by-order]
 
 Checkpoints of one model name (config "name"; a multirun's <sweep>/<name>/fold<k>/checkpoint.pt) are
-averaged; names are blended with blend.json when given (its input names are the OOF folder names, i.e.
-the same model names; else matched by order), otherwise averaged. Flip TTA (four views) unless
---no-tta. --per-model-dir writes <name>.csv per model, the input of blend_weights.py --apply.
+averaged; names are blended with blend.json when given (any method of blend_weights.py; its input
+names are the OOF folder names, i.e. the same model names; other names are refused unless
+--match-by-order, which gives them the blend's names in order), otherwise averaged. Flip TTA (four
+views) unless --no-tta. --per-model-dir writes <name>.csv per model, the input of blend_weights.py --apply.
 --repeat-rows writes one row per test.csv row (graders that repeat eeg_ids) instead of one per eeg_id.
 """
 import argparse
@@ -24,6 +25,8 @@ def main() -> int:
     parser.add_argument("--data-root", required=True, help="folder with test.csv, test_eegs/, test_spectrograms/")
     parser.add_argument("--checkpoints", nargs="+", required=True)
     parser.add_argument("--blend", default=None, help="blend.json from scripts/blend_weights.py")
+    parser.add_argument("--match-by-order", action="store_true",
+                        help="give the models blend.json's input names in checkpoint order (default: by name)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--per-model-dir", default=None, help="also write <name>.csv per model here")
     parser.add_argument("--repeat-rows", action="store_true", help="one row per test.csv row (MLE-bench)")
@@ -36,7 +39,7 @@ def main() -> int:
         blend = read_blend(args.blend) if args.blend else None  # fail before the long part
         per_model, rows = predict_folder(args.data_root, args.checkpoints, args.batch_size, not args.no_tta,
                                          args.device, names=args.names)
-        probs = combine_models(per_model, blend)
+        probs = combine_models(per_model, blend, args.match_by_order, source=args.blend)
     except (DataError, BlendError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

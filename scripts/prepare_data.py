@@ -1,14 +1,17 @@
 """Prepare a data folder for training: labels, folds and the memory-mapped cache of each input.
 
     python scripts/prepare_data.py --root datamount [--cache-dir DIR] [--folds 5] [--seed 42] [--workers 2]
-                                   [--inputs eeg spec]
+                                   [--inputs eeg spec] [--rebuild]
+
+A part is rebuilt only when its cache key changed (hms/data/prepare.py says what the key covers);
+--rebuild rebuilds every part (after an edit the key cannot see, or a damaged cache). Bad data is one
+line on stderr naming the file, exit 1, and nothing written (HMS_DEBUG=1 shows the traceback).
 """
 import argparse
-import sys
 
 import pandas as pd
 
-from hms.data.kaggle import DataError
+from hms.data.kaggle import run_main
 from hms.data.sampling import keep_central_per_vote_vector
 from hms.layout import HIGH_VOTE_MIN
 from hms.data.prepare import load_prepared, prepare_data
@@ -22,13 +25,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--inputs", nargs="+", default=["eeg", "spec"], help="declared inputs (hms/data/inputs.py)")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the rows and every cache")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args()
-    try:
-        cache = prepare_data(args.root, args.cache_dir, args.folds, args.seed, args.workers, inputs=args.inputs)
-        rows = load_prepared(cache, args.inputs).rows
-    except (DataError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    cache = prepare_data(args.root, args.cache_dir, args.folds, args.seed, args.workers, progress=not args.no_progress,
+                         inputs=args.inputs, rebuild=args.rebuild)
+    rows = load_prepared(cache, args.inputs).rows
     high = rows[rows.n_votes >= HIGH_VOTE_MIN]
     kept = pd.Series(keep_central_per_vote_vector(rows), index=rows.index)
     print(f"{len(rows)} rows, {rows.eeg_id.nunique()} EEGs, {rows.patient_id.nunique()} patients, "
@@ -40,4 +42,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -3,6 +3,7 @@
 Signal processing (montage, filters, spectra) runs batched on the device inside the model; here we only
 slice, shift and flip (a permutation of each input's channels or regions, hms/data/inputs.py).
 """
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import torch
 from torch.utils.data import Dataset
 
 from hms.data.inputs import get_inputs
-from hms.data.kaggle import read_test_csv
-from hms.data.prepare import Prepared
+from hms.data.kaggle import DataError, read_test_csv
+from hms.data.prepare import Prepared, count_rows
 from hms.layout import EEG_RATE, VOTE_COLUMNS
+
+log = logging.getLogger("hms.data")
 
 
 class HMSDataset(Dataset):
@@ -91,8 +94,13 @@ class HMSDataset(Dataset):
 
 class TestDataset(Dataset):
     """Every test.csv row, read straight from its parquet files (test sets are small): the window at
-    offset 0 of each input (the first 50 s of the EEG, the first 10 min of the spectrogram), NaN
-    repaired to 0."""
+    offset 0 of each input (the first 50 s of the EEG, the first 10 min of the spectrogram), NaN as the
+    input's cache keeps it (the models repair it).
+
+    The windows follow training's rule (hms/data/prepare.py), checked here from the files' metadata
+    before anything is predicted: a file too short for its window is refused in one line naming it
+    (DataError; the EEG), unless its input pads (the Kaggle spectrogram): then it is zero-padded, and
+    a warning counts those files (`padded` lists them). A missing or unreadable file is refused here too."""
 
     __test__ = False  # not a pytest class
 
@@ -100,6 +108,20 @@ class TestDataset(Dataset):
         self.root = Path(root)
         self.rows = read_test_csv(self.root / "test.csv")
         self.inputs = get_inputs(inputs)
+        self.padded = []
+        for inp in self.inputs.values():
+            paths = [inp.path(self.root, "test", i) for i in self.rows[inp.id_column].unique()]
+            lengths = [count_rows(inp, path, "test.csv") for path in paths]
+            # the window at offset 0 starts at the file's first row
+            short = [(path, n) for path, n in zip(paths, lengths) if n < inp.length]
+            if not short:
+                continue
+            (path, n), count = short[0], f"{len(short)} {inp.name} files like it"
+            problem = f"{path}: too short: {n / inp.rate:g} s does not cover offset 0 s + {inp.length / inp.rate:g} s"
+            if not inp.pad_past_end:
+                raise DataError(f"{problem} ({count})")
+            log.warning("%s: zero-padded (%s)", problem, count)
+            self.padded += [path for path, _ in short]
 
     def __len__(self) -> int:
         return len(self.rows)

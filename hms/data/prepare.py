@@ -7,6 +7,22 @@ every source file once, streaming them into one memory-mapped array per input (e
 the Dataset copies once (no transpose, no parsing). Peak memory is a few files at a time, whatever the
 size of the data set. The rows and each input's cache have their own manifest of the files and
 parameters they come from, so adding an input builds only its cache.
+
+Cache keys (a part is rebuilt when its key changes, or always with rebuild=True / prepare_data.py
+--rebuild): the rows key is the sha256 of train.csv's content plus the fold count and seed; an input's
+key is, per source parquet file, its name, size, mtime, ctime and the sha256 of its footer (the
+metadata: schema, row counts, the sizes and min / max statistics of every column chunk), plus the
+input's name and version. So a same-size edit is noticed even when the mtime is put back (the ctime
+changes with any write; the footer almost always does), without reading 26 GB of signals on every
+run; copying the folder elsewhere (new ctimes) rebuilds once. A manifest also records the size of
+each cache file it describes: a truncated cache file is rebuilt by prepare_data, and load_prepared
+refuses it in one line naming the file and how to rebuild.
+
+Windows: every train row's window must lie inside its file, else DataError naming the file, except
+for an input that pads (the Kaggle spectrogram: a window running past the file's end is zero-padded,
+as in prediction), which logs a warning counting those rows on every call. Everything is checked
+before anything is written: a refused train.csv or window leaves the cache dir as it was (not even
+created); a file refused while streaming (hms/data/kaggle.py's readers) leaves no partial cache.
 """
 import fcntl
 import hashlib
@@ -21,15 +37,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
 from hms.data.inputs import Input, get_inputs
-from hms.data.kaggle import DataError, read_train_csv
+from hms.data.kaggle import DataError, first_line, read_train_csv
 from hms.layout import VOTE_COLUMNS
 
 log = logging.getLogger("hms.data")
-CACHE_VERSION = 3  # 2: channel-major EEG; 3: one cache and manifest per declared input
+# 2: channel-major EEG; 3: one cache and manifest per declared input; 4: content cache keys, cache
+# file sizes in the manifests, inf read as NaN
+CACHE_VERSION = 4
 
 
 def add_labels(rows: pd.DataFrame) -> pd.DataFrame:
@@ -78,9 +97,10 @@ def _write_one(inp: Input, npy: Path, header: int, total: int, start: int, lengt
     return nan, first_time
 
 
-def _row_count(inp: Input, path: Path) -> int:
+def count_rows(inp: Input, path: Path, referenced_by: str = "train.csv") -> int:
+    """Rows inp.read(path) will give, from the parquet metadata; one-line DataError naming the file."""
     if not path.exists():
-        raise DataError(f"{path}: file not found (referenced by train.csv)")
+        raise DataError(f"{path}: file not found (referenced by {referenced_by})")
     try:
         return inp.count_rows(path)
     except DataError:
@@ -89,12 +109,13 @@ def _row_count(inp: Input, path: Path) -> int:
         raise DataError(f"{path}: not a readable parquet file ({type(error).__name__})") from None
 
 
-def _build_cache(inp: Input, paths: list[Path], ids: list[int], out: Path, workers: int, progress: bool):
+def _build_cache(inp: Input, paths: list[Path], ids: list[int], lengths: list[int], out: Path, workers: int,
+                 progress: bool) -> None:
     """Stream the files of one input into <name>.npy (+ <name>_index.parquet of id -> start, length,
     first_time): channel-major [width, total] so a window of every channel is `width` contiguous runs,
-    or time-major [total, width] (a window is one run). Workers write their file straight into the
-    cache, so memory holds a few files whatever the data set size."""
-    lengths = [_row_count(inp, path) for path in paths]
+    or time-major [total, width] (a window is one run). Workers write their file straight into a
+    temporary cache file, so memory holds a few files whatever the data set size; it replaces the
+    cache only when every file was read (and is removed when one is refused)."""
     total = int(sum(lengths))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     npy = out / f"{inp.name}.tmp.npy"
@@ -102,11 +123,15 @@ def _build_cache(inp: Input, paths: list[Path], ids: list[int], out: Path, worke
     header = np.lib.format.open_memmap(npy, mode="w+", dtype=inp.dtype, shape=shape).offset  # a sparse file
     write = partial(_write_one, inp, npy, header, total)
     first_time, nan_total = [], 0
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(write, starts.tolist(), lengths, paths, chunksize=8)
-        for nan, first in tqdm(results, total=len(paths), desc=f"cache {inp.name}", disable=not progress):
-            nan_total += nan
-            first_time.append(first)
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+            results = pool.map(write, starts.tolist(), lengths, paths, chunksize=8)
+            for nan, first in tqdm(results, total=len(paths), desc=f"cache {inp.name}", disable=not progress):
+                nan_total += nan
+                first_time.append(first)
+    except BaseException:
+        npy.unlink(missing_ok=True)
+        raise
     npy.replace(out / f"{inp.name}.npy")
     index = pd.DataFrame({"id": ids, "start": starts, "length": lengths, "first_time": first_time})
     index.to_parquet(out / f"{inp.name}_index.parquet", index=False)
@@ -115,16 +140,58 @@ def _build_cache(inp: Input, paths: list[Path], ids: list[int], out: Path, worke
         log.warning("%s: %d NaN values in %s files %s", out, nan_total, inp.name, what)
 
 
-def _digest(files: list[Path], params: dict) -> str:
-    h = hashlib.sha256(json.dumps({**params, "version": CACHE_VERSION}, sort_keys=True).encode())
-    for f in files:
-        stat = f.stat() if f.exists() else None
-        h.update(f"{f.name}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}".encode())
+# ----------------------------------------------------------------------------------- cache keys
+def _sha256(path: Path, start: int = 0) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(start)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
 
+def _fingerprint(path: Path, whole: bool) -> str:
+    """What a cache key records of one source file (the module docstring): the content's sha256
+    (`whole`, for a csv), else size, mtime, ctime and the sha256 of the parquet footer."""
+    if not path.is_file():
+        return f"{path.name}:missing"
+    if whole:
+        return f"{path.name}:{_sha256(path)}"
+    stat = path.stat()
+    footer_start = 0
+    if stat.st_size >= 12:
+        with open(path, "rb") as f:
+            f.seek(stat.st_size - 8)
+            footer_start = max(stat.st_size - 8 - int.from_bytes(f.read(4), "little"), 0)
+    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{_sha256(path, footer_start)}"
+
+
+def _digest(files: list[Path], params: dict, whole: bool = False) -> str:
+    h = hashlib.sha256(json.dumps({**params, "version": CACHE_VERSION}, sort_keys=True).encode())
+    for f in files:
+        h.update(_fingerprint(f, whole).encode())
+    return h.hexdigest()
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}  # a damaged manifest: the part is stale
+
+
 def _up_to_date(manifest: Path, digest: str) -> bool:
-    return manifest.exists() and json.loads(manifest.read_text()).get("digest") == digest
+    """The manifest's key is `digest` and every cache file it lists has the size it was written with."""
+    content = _read_manifest(manifest)
+    files = content.get("files")
+    return content.get("digest") == digest and bool(files) and all(
+        (manifest.parent / name).is_file() and (manifest.parent / name).stat().st_size == size
+        for name, size in files.items())
+
+
+def _write_manifest(manifest: Path, digest: str, root: Path, files: list[str]) -> None:
+    sizes = {name: (manifest.parent / name).stat().st_size for name in files}
+    manifest.write_text(json.dumps({"digest": digest, "root": str(root), "files": sizes}))
 
 
 @contextmanager
@@ -141,41 +208,70 @@ def folder_lock(folder):
 
 
 def prepare_data(root, cache_dir=None, n_folds: int = 5, seed: int = 42, workers: int = 2,
-                 progress: bool = True, inputs=("eeg", "spec")) -> Path:
+                 progress: bool = True, inputs=("eeg", "spec"), rebuild: bool = False) -> Path:
     """Build (or reuse) the rows and the caches of the named inputs of a Kaggle-layout folder; returns
-    the cache dir. Each part is rebuilt only when the files or parameters it comes from changed."""
+    the cache dir. Each part is rebuilt only when its cache key changed (the module docstring), every
+    part with `rebuild`. Everything is checked before anything is written."""
     root = Path(root)
     out = Path(cache_dir) if cache_dir else root / "cache"
-    out.mkdir(parents=True, exist_ok=True)
-    rows = add_labels(read_train_csv(root / "train.csv"))
-    digest = _digest([root / "train.csv"], {"folds": n_folds, "seed": seed})
-    if not _up_to_date(out / "rows.manifest.json", digest):
+    csv = root / "train.csv"
+    rows = add_labels(read_train_csv(csv))
+    rows_digest = _digest([csv], {"folds": n_folds, "seed": seed}, whole=True)
+    rows_stale = rebuild or not _up_to_date(out / "rows.manifest.json", rows_digest)
+    if rows_stale:
         rows["fold"] = assign_folds(rows, n_folds, seed)
-        rows.reset_index(drop=True).to_parquet(out / "rows.parquet", index=False)
-        (out / "rows.manifest.json").write_text(json.dumps({"digest": digest, "root": str(root)}))
+    builds, indexes = [], {}
     for inp in get_inputs(inputs).values():
         ids = sorted(rows[inp.id_column].unique().tolist())
         files = [inp.path(root, "train", i) for i in ids]
         digest = _digest(files, {"input": inp.name, "input_version": inp.version})
         manifest = out / f"{inp.name}.manifest.json"
-        if not _up_to_date(manifest, digest):
-            _build_cache(inp, files, ids, out, workers, progress)
-            check_windows(rows, inp, out)
-            manifest.write_text(json.dumps({"digest": digest, "root": str(root)}))
+        index = None if rebuild or not _up_to_date(manifest, digest) else _read_index(out, inp, _read_manifest(manifest))
+        if index is None:  # stale, or its index is unreadable
+            lengths = [count_rows(inp, f) for f in files]
+            builds.append((inp, files, ids, lengths, digest))
+            index = pd.DataFrame({"id": ids, "length": lengths, "first_time": 0.0})
+        indexes[inp.name] = index
+        problem = None if inp.pad_past_end else windows_past_end(rows, inp, index, root)
+        if problem:
+            raise DataError(problem)
+    out.mkdir(parents=True, exist_ok=True)
+    if rows_stale:
+        rows.reset_index(drop=True).to_parquet(out / "rows.parquet", index=False)
+        _write_manifest(out / "rows.manifest.json", rows_digest, root, ["rows.parquet"])
+    for inp, files, ids, lengths, digest in builds:
+        _build_cache(inp, files, ids, lengths, out, workers, progress)
+        _write_manifest(out / f"{inp.name}.manifest.json", digest, root, [f"{inp.name}.npy", f"{inp.name}_index.parquet"])
+        indexes[inp.name] = pd.read_parquet(out / f"{inp.name}_index.parquet")
+    for inp in get_inputs(inputs).values():
+        problem = windows_past_end(rows, inp, indexes[inp.name], root) if inp.pad_past_end else None
+        if problem:
+            log.warning("%s: zero-padded", problem)
     return out
 
 
-def check_windows(rows: pd.DataFrame, inp: Input, out: Path) -> None:
-    """Every row's window must lie inside its file, unless the input pads (Kaggle spectrograms may end early)."""
-    index = pd.read_parquet(out / f"{inp.name}_index.parquet").set_index("id")
+def _read_index(out: Path, inp: Input, manifest: dict) -> pd.DataFrame | None:
+    try:
+        return _load(out / f"{inp.name}_index.parquet", pd.read_parquet, manifest)
+    except DataError:
+        return None
+
+
+def windows_past_end(rows: pd.DataFrame, inp: Input, index: pd.DataFrame, root) -> str | None:
+    """A line naming the first row whose window runs past the end of its file, with their count, or
+    None. `index` gives each file's id, length (rows) and first_time."""
+    index = index.set_index("id")
     lengths = index.loc[rows[inp.id_column], "length"].to_numpy()
+    first_times = index.loc[rows[inp.id_column], "first_time"].to_numpy()
     offsets = rows[inp.offset_column].to_numpy()
-    short = [i for i, (n, o) in enumerate(zip(lengths, offsets)) if not inp.window_fits(int(n), float(o))]
-    if short:
-        r = rows.iloc[short[0]]
-        raise DataError(f"train_{inp.folder}/{r[inp.id_column]}.parquet: {lengths[short[0]] / inp.rate:.0f} s is "
-                        f"shorter than offset {r[inp.offset_column]:g} s + {inp.length / inp.rate:g} s "
-                        f"(label_id {r.label_id}; {len(short)} rows like it)")
+    short = [i for i, (n, o, t) in enumerate(zip(lengths, offsets, first_times))
+             if inp.first_row(float(o), float(t)) + inp.length > n]
+    if not short:
+        return None
+    r = rows.iloc[short[0]]
+    return (f"{inp.path(root, 'train', r[inp.id_column])}: too short: {lengths[short[0]] / inp.rate:g} s does not "
+            f"cover offset {r[inp.offset_column]:g} s + {inp.length / inp.rate:g} s (label_id {r.label_id}; "
+            f"{len(short)} rows like it)")
 
 
 @dataclass
@@ -208,16 +304,44 @@ class Prepared:
     sources: dict
 
 
+def _load(path: Path, loader, manifest: dict):
+    """loader(path) of a cache file, or a one-line DataError naming it and how to rebuild: missing,
+    not the size its manifest recorded (truncated), or unreadable."""
+    expected = manifest.get("files", {}).get(path.name)
+    if not path.is_file():
+        problem = "missing cache file"
+    elif expected is not None and path.stat().st_size != expected:
+        problem = f"truncated or changed cache file ({path.stat().st_size} bytes, {expected} when built)"
+    else:
+        try:
+            return loader(path)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            problem = f"unreadable cache file ({first_line(error)})"
+    raise DataError(f"{path}: {problem}; {_rebuild_hint(manifest, path.parent)}")
+
+
+def _rebuild_hint(manifest: dict, cache_dir: Path) -> str:
+    return f"rebuild it: scripts/prepare_data.py --root {manifest.get('root', '<data root>')} --rebuild (or delete {cache_dir})"
+
+
 def load_prepared(cache_dir, inputs=("eeg", "spec")) -> Prepared:
+    """The rows and the caches of the named inputs (memory-mapped). A missing, truncated or unreadable
+    cache file is a one-line DataError naming it and how to rebuild."""
     cache_dir = Path(cache_dir)
     sources = {}
     for name, inp in get_inputs(inputs).items():
-        if not (cache_dir / f"{name}.manifest.json").exists():
+        manifest = _read_manifest(cache_dir / f"{name}.manifest.json")
+        if not manifest:
             raise DataError(f"{cache_dir}: no prepared {name!r} cache; run scripts/prepare_data.py first")
-        index = pd.read_parquet(cache_dir / f"{name}_index.parquet")
-        sources[name] = Source(
-            # a plain ndarray view of the memmap: np.memmap's Python-level __getitem__ costs more than the copy
-            inp, np.load(cache_dir / f"{name}.npy", mmap_mode="r").view(np.ndarray),
-            start=dict(zip(index.id, index.start)), length=dict(zip(index.id, index.length)),
-            first_time=dict(zip(index.id, index.first_time)))
-    return Prepared(rows=pd.read_parquet(cache_dir / "rows.parquet"), sources=sources)
+        index = _load(cache_dir / f"{name}_index.parquet", pd.read_parquet, manifest)
+        # a plain ndarray view of the memmap: np.memmap's Python-level __getitem__ costs more than the copy
+        data = _load(cache_dir / f"{name}.npy", lambda p: np.load(p, mmap_mode="r").view(np.ndarray), manifest)
+        total = int(index.length.sum())
+        expected = (inp.width, total) if inp.channel_major else (total, inp.width)
+        if data.shape != expected:
+            raise DataError(f"{cache_dir / f'{name}.npy'}: shape {data.shape}, its index says {expected}; "
+                            f"{_rebuild_hint(manifest, cache_dir)}")
+        sources[name] = Source(inp, data, start=dict(zip(index.id, index.start)), length=dict(zip(index.id, index.length)),
+                               first_time=dict(zip(index.id, index.first_time)))
+    rows = _load(cache_dir / "rows.parquet", pd.read_parquet, _read_manifest(cache_dir / "rows.manifest.json"))
+    return Prepared(rows=rows, sources=sources)

@@ -118,9 +118,13 @@ def distinct_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True).drop_duplicates(["eeg_id", "spectrogram_id"])
 
 
-def combine_models(per_model: dict, blend: dict | None = None) -> np.ndarray:
-    """One probability matrix from {name: [N, 6]}: blend.json when given, else the plain mean."""
-    return apply_blend(blend, per_model) if blend else np.mean(list(per_model.values()), axis=0)
+def combine_models(per_model: dict, blend: dict | None = None, match_by_order: bool = False,
+                   source="blend.json") -> np.ndarray:
+    """One probability matrix from {name: [N, 6]}: blend.json's content when given (any method; its inputs
+    matched by name, or with `match_by_order` by order: hms.ensemble.blend.apply_blend), else the plain mean."""
+    if blend:
+        return apply_blend(blend, per_model, match_by_order, source)
+    return np.mean(list(per_model.values()), axis=0)
 
 
 def submission_frame(rows: pd.DataFrame, probs: np.ndarray, repeat_rows: bool = False) -> pd.DataFrame:
