@@ -30,7 +30,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from hms import layout
-from hms.data.kaggle import DataError
+from hms.data.kaggle import DataError, first_line
 
 VOLTS = {"nv": 1e-3, "uv": 1.0, "mv": 1e3, "v": 1e6}  # microvolts per unit
 ALIASES = {"t7": "T3", "t8": "T4", "p7": "T5", "p8": "T6"}  # 10-10 names of the 10-20 electrodes
@@ -49,12 +49,6 @@ class EdfError(DataError):
 def _unit_key(unit: str) -> str:
     """A physical dimension as a VOLTS key: "µV", "μV", "UV" -> "uv"."""
     return unit.strip().replace("µ", "u").replace("μ", "u").lower()
-
-
-def first_line(error: BaseException) -> str:
-    """An exception as one line: its message's first line, or its type's name."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def electrode_of(label: str) -> str | None:

@@ -106,8 +106,10 @@ def _read_csv(path, columns) -> pd.DataFrame:
     return frame
 
 
-def first_line(error: Exception) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0]
+def first_line(error: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type's name."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 def _first_bad(path, frame, column, bad_mask, what) -> DataError:

@@ -7,6 +7,7 @@ one window per EEG per epoch, a time shift, and quality stages (the first epochs
 import numpy as np
 import pandas as pd
 
+from hms.data.prepare import assign_folds
 from hms.layout import VOTE_COLUMNS
 
 
@@ -146,7 +147,6 @@ def group_folds(rows: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
     """Cranjis-McB's folds (cell 7): StratifiedGroupKFold(n_folds, shuffle, seed) on the (eeg_id, vote vector)
     groups in pandas' sorted group order, y = the first row's expert_consensus, groups = its patient_id; every
     row gets its group's fold."""
-    from hms.data.prepare import assign_folds
     group = vote_vector_groups(rows, sort=True)
     firsts = rows.assign(_group=group).drop_duplicates("_group").sort_values("_group")
     return assign_folds(firsts.reset_index(drop=True), n_folds, seed)[group]

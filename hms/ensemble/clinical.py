@@ -28,8 +28,9 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from hms.data.edf import (EdfError, Recording, first_line, flat_channels, open_recording, read_channel_map,
+from hms.data.edf import (EdfError, Recording, flat_channels, open_recording, read_channel_map,
                           spec_centres, spec_padded, window_starts)
+from hms.data.kaggle import first_line
 from hms.ensemble.blend import read_blend
 from hms.ensemble.predict import CheckpointError, combine_models, load_model, predict_dataset
 from hms.layout import CLASSES, CONSENSUS_NAMES, EEG_RATE, EEG_WINDOW, ELECTRODES, SPEC_FFT, SPEC_POWER_COLUMNS

@@ -22,18 +22,13 @@ from tqdm import tqdm
 
 from hms.data.dataset import TestDataset
 from hms.data.inputs import get_inputs, tta_probabilities
-from hms.data.kaggle import read_test_csv
+from hms.data.kaggle import first_line, read_test_csv
 from hms.layout import VOTE_COLUMNS
 from hms.ensemble.blend import apply_blend
 
 
 class CheckpointError(ValueError):
     """One-line message starting with the checkpoint's path."""
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def no_backbone_weights(node):
@@ -58,7 +53,7 @@ def load_model(path, device="cpu") -> tuple[str, dict, torch.nn.Module]:
     except KeyError as error:
         raise CheckpointError(f"{path}: no {error} entry (not a checkpoint of this codebase)") from None
     except Exception as error:  # unpickling, instantiation and state-dict errors all mean a bad checkpoint
-        raise CheckpointError(f"{path}: cannot load the model ({_first_line(error)})") from None
+        raise CheckpointError(f"{path}: cannot load the model ({first_line(error)})") from None
     return str(config["name"]), config, model.to(device).eval()
 
 

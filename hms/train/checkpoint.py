@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from hms.data.kaggle import first_line
+
 
 class RunDirInUse(RuntimeError):
     """Another process holds the run dir."""
@@ -36,8 +38,7 @@ def _torch_load(path: Path, map_location):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, IndexError, ValueError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
-        raise ValueError(f"{path}: not a readable checkpoint of this codebase ({first})") from None
+        raise ValueError(f"{path}: not a readable checkpoint of this codebase ({first_line(error)[:120]})") from None
 
 
 def save_atomic(obj: dict, path: Path) -> None:

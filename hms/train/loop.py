@@ -101,16 +101,20 @@ def stored_targets(path, rows: pd.DataFrame) -> torch.Tensor:
     return torch.tensor(aligned[list(PRED_COLUMNS)].to_numpy(np.float32))
 
 
+def shard_loader(dataset, batch_size: int, d: distributed.Dist, workers: int) -> DataLoader:
+    """This rank's share of `dataset`, in order, in batches (validation and inference)."""
+    shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
+    return DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size, num_workers=workers)
+
+
 @torch.no_grad()
 def mixed_validation_kl(model, dataset, batch_size: int, d: distributed.Dist, workers: int, mix_cfg, seed: int) -> float:
     """The mean over validation batches of the batch-mean plain KL on image-mixed batches (Cranjis-McB
     validated its mosaic warm-up epochs on mosaicked batches: the printed loss and its best-checkpoint
     choice, RECIPES.md 4.4). Each rank's shard; the mix of its batch k is seeded with (seed, k)."""
     model.eval()
-    shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
-    loader = DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size, num_workers=workers)
     losses = []
-    for k, batch in enumerate(loader):
+    for k, batch in enumerate(shard_loader(dataset, batch_size, d, workers)):
         batch = to_device(batch, d.device)
         batch["image_mix"] = dict(mix_cfg, seed=int(np.random.default_rng([seed, k]).integers(2**62)))
         out = model(batch)
@@ -124,11 +128,8 @@ def predict(model, dataset, batch_size: int, d: distributed.Dist, tta: bool, wor
     the inputs the training flips act on."""
     inputs = {name: source.input for name, source in dataset.sources.items() if name in dataset.flip_inputs}
     model.eval()
-    shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
-    loader = DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size,
-                        num_workers=workers)
     probs = []
-    for batch in tqdm(loader, desc="validate", leave=False, disable=not d.main):
+    for batch in tqdm(shard_loader(dataset, batch_size, d, workers), desc="validate", leave=False, disable=not d.main):
         probs.append(tta_probabilities(model, to_device(batch, d.device), inputs, tta, flips).cpu().numpy())
     mine = np.concatenate(probs) if probs else np.zeros((0, 6), np.float32)
     return np.concatenate(distributed.gather(d, mine))
