@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
     --full-fit) full_fit=1 ;;
     --no-pretrain) pretrain=0 ;;
     --pseudo-label) pseudo=1 ;;
-    --launcher|--data-root|--experiments|--folds|--out)
+    --launcher|--data-root|--experiments|--folds|--seeds|--out)
       [ $# -ge 2 ] && [ -n "$2" ] || usage "$1 needs a value"
       case "$1" in
         --launcher) launcher=$2 ;;

@@ -4,21 +4,22 @@ Hydra composes conf/config.yaml; hms/train/loop.py does the work; the run dir ge
 metrics.json, checkpoint.pt, curves.png and .hydra/. The last line printed is `run_dir: <path>`.
 Distributed: torchrun --nproc_per_node=N train.py ... (gloo on CPU, nccl on GPU).
 """
+import os
 import sys
 from pathlib import Path
 
-import os
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from hms.train.checkpoint import RunDirInUse
 from hms.train.loop import DivergedRun, NonFiniteLoss, train
 
 # Problems the user can fix (bad data, bad option, a path that cannot be written, a diverged run) get one
-# line, not a traceback; HMS_DEBUG=1 shows the traceback anyway.
-USER_ERRORS = (OSError, ValueError, NonFiniteLoss, DivergedRun, RunDirInUse)
+# line, not a traceback; HMS_DEBUG=1 shows the traceback anyway. A model that cannot be built from its config
+# (an unknown backbone, a key the class does not take) reaches us as Hydra's InstantiationException.
+USER_ERRORS = (OSError, ValueError, NonFiniteLoss, DivergedRun, RunDirInUse, InstantiationException)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -29,7 +30,7 @@ def main(cfg: DictConfig) -> float | None:
     except USER_ERRORS as error:
         if os.environ.get("HMS_DEBUG"):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         if os.environ.get("HMS_DEBUG"):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from hms.data.kaggle import run_main
 from hms.layout import VOTE_COLUMNS
 from hms.ensemble.blend import blend_report, compared_methods, cross_fitted, format_report
 from hms.metric import kl_per_row
@@ -68,4 +69,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hms.data.dataset import HMSDataset
-from hms.data.kaggle import DataError, eeg_path, spectrogram_path
+from hms.data.kaggle import DataError, eeg_path, run_main, spectrogram_path
 from hms.layout import EEG_RATE, EEG_WINDOW, SPEC_WINDOW_SECONDS
 from hms.data.prepare import load_prepared, prepare_data
 from hms.train.cpu_memory import keep_freed_cpu_memory
@@ -139,4 +139,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -27,6 +27,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import signal as scipy_signal
 
+from hms.data.kaggle import run_main
 from hms.data.inputs import INPUTS, random_batch
 from hms.models.stft import STFT_PRESETS
 from hms.signal.filters import SpectralFilter
@@ -193,4 +194,4 @@ def main():
                   f"{peak_gb:.1f} GB)", flush=True)
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from hms.data.kaggle import run_main
 from hms.ensemble.predict import load_model, predict_dataset
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
@@ -67,4 +68,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

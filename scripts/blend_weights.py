@@ -24,13 +24,13 @@ are refused unless --match-by-order (then the order of the blend's inputs, print
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from hms.data.kaggle import output_file, run_main
 from hms.layout import VOTE_COLUMNS
-from hms.ensemble.blend import (METHODS, BlendError, align, apply_blend, blend_report, format_report,
+from hms.ensemble.blend import (METHODS, align, apply_blend, blend_report, format_report,
                                 plot_report, read_oof, read_blend, read_predictions, unique_names)
 
 
@@ -52,24 +52,23 @@ def main() -> int:
     parser.add_argument("--hms3-epochs", type=int, default=801, help="hms3: SGD epochs (published: 801)")
     parser.add_argument("--folds", type=int, default=5, help="cross-fitting folds, grouped by patient")
     args = parser.parse_args()
-    try:
-        if args.apply:
-            eeg_id, probs = read_predictions(args.inputs)
-            blended = apply_blend(read_blend(args.apply), probs, args.match_by_order, source=args.apply)
-            pd.DataFrame({"eeg_id": eeg_id, **dict(zip(VOTE_COLUMNS, blended.T))}).to_csv(args.out, index=False)
-            print(f"wrote {args.out} ({len(blended)} rows)")
-            return 0
-        named = [read_oof(p) for p in args.inputs]
-        names = unique_names([n for n, _ in named])
-        base, logp = align(list(zip(names, [f for _, f in named])))
-        options = {"logprob": {"non_negative": args.non_negative, "l2": args.l2, "per_class": args.per_class},
-                   "hms3": {"epochs": args.hms3_epochs}}
-        result = blend_report(names, base, logp, args.min_votes, args.folds, args.method, args.select,
-                              args.compare, options)
-    except BlendError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    out = output_file(args.out)  # checked before the fit, created after it
+    if args.apply:
+        eeg_id, probs = read_predictions(args.inputs)
+        blended = apply_blend(read_blend(args.apply), probs, args.match_by_order, source=args.apply)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"eeg_id": eeg_id, **dict(zip(VOTE_COLUMNS, blended.T))}).to_csv(out, index=False)
+        print(f"wrote {args.out} ({len(blended)} rows)")
+        return 0
+    named = [read_oof(p) for p in args.inputs]
+    names = unique_names([n for n, _ in named])
+    base, logp = align(list(zip(names, [f for _, f in named])))
+    options = {"logprob": {"non_negative": args.non_negative, "l2": args.l2, "per_class": args.per_class},
+               "hms3": {"epochs": args.hms3_epochs}}
+    result = blend_report(names, base, logp, args.min_votes, args.folds, args.method, args.select,
+                          args.compare, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     print(format_report(result))
     rounded = lambda w: [round(x, 3) for x in w] if isinstance(w, list) else round(w, 3)
     weights = ("a 6x6 map per input (see the file)" if args.method == "stack"
@@ -83,4 +82,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -5,8 +5,8 @@
 """
 import argparse
 import json
-import sys
 
+from hms.data.kaggle import run_main
 from hms.synthetic import DEFAULT_PATIENTS, make_synthetic
 
 
@@ -18,16 +18,13 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="0 <= seed < 2**32")
     parser.add_argument("--workers", type=int, default=2, help="processes")
     args = parser.parse_args()
-    try:
-        out = make_synthetic(args.out, patients=args.patients, seed=args.seed, workers=args.workers)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    out = make_synthetic(args.out, patients=args.patients, seed=args.seed, workers=args.workers)
     stats = json.loads((out / "stats.json").read_text())
     print(json.dumps({k: v for k, v in stats.items() if k != "highvote"}))
     print("10+ vote rows:", json.dumps(stats["highvote"]))
     print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -12,12 +12,11 @@ views) unless --no-tta. --per-model-dir writes <name>.csv per model, the input o
 --repeat-rows writes one row per test.csv row (graders that repeat eeg_ids) instead of one per eeg_id.
 """
 import argparse
-import sys
 from pathlib import Path
 
-from hms.data.kaggle import DataError
-from hms.ensemble.blend import BlendError, read_blend
-from hms.ensemble.predict import CheckpointError, combine_models, predict_folder, submission_frame
+from hms.data.kaggle import output_file, run_main
+from hms.ensemble.blend import read_blend
+from hms.ensemble.predict import combine_models, predict_folder, submission_frame
 
 
 def main() -> int:
@@ -35,14 +34,11 @@ def main() -> int:
     parser.add_argument("--names", nargs="+", default=None, help="model name per checkpoint (default: config name)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     args = parser.parse_args()
-    try:
-        blend = read_blend(args.blend) if args.blend else None  # fail before the long part
-        per_model, rows = predict_folder(args.data_root, args.checkpoints, args.batch_size, not args.no_tta,
-                                         args.device, names=args.names)
-        probs = combine_models(per_model, blend, args.match_by_order, source=args.blend)
-    except (DataError, BlendError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    blend = read_blend(args.blend) if args.blend else None  # fail before the long part
+    output_file(args.out)
+    per_model, rows = predict_folder(args.data_root, args.checkpoints, args.batch_size, not args.no_tta,
+                                     args.device, names=args.names)
+    probs = combine_models(per_model, blend, args.match_by_order, source=args.blend)
     if args.per_model_dir:
         Path(args.per_model_dir).mkdir(parents=True, exist_ok=True)
         for name, p in per_model.items():
@@ -55,4 +51,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -16,10 +16,8 @@ the exit status is 1; the others are still written.
 import argparse
 import sys
 
-from hms.data.kaggle import DataError
-from hms.ensemble.blend import BlendError
+from hms.data.kaggle import run_main
 from hms.ensemble.clinical import predict_edf
-from hms.ensemble.predict import CheckpointError
 
 
 def positive(text: str) -> float:
@@ -43,12 +41,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     args = parser.parse_args()
-    try:
-        report = predict_edf(args.recordings, args.checkpoints, args.out, args.blend, args.step, args.channels_map,
-                             args.allow_missing, args.units, not args.no_tta, args.batch_size, args.device)
-    except (DataError, BlendError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    report = predict_edf(args.recordings, args.checkpoints, args.out, args.blend, args.step, args.channels_map,
+                         args.allow_missing, args.units, not args.no_tta, args.batch_size, args.device)
     failed = [r for r in report["recordings"] if "error" in r]
     for entry in failed:
         print(f"error: {entry['error']}", file=sys.stderr)
@@ -60,4 +54,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

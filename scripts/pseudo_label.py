@@ -9,10 +9,8 @@ flip TTA); the mean is the row's pseudo-label; every row of an EEG with any pseu
 --other-threshold is dropped. Any model family works: the checkpoints say what they read.
 """
 import argparse
-import sys
 
-from hms.data.kaggle import DataError
-from hms.ensemble.predict import CheckpointError
+from hms.data.kaggle import output_file, run_main
 from hms.ensemble.pseudo_label import pseudo_label
 
 
@@ -27,16 +25,14 @@ def main() -> int:
     parser.add_argument("--merge", choices=["mean", "median"], default="mean", help="how the checkpoints combine")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
-    try:
-        labels = pseudo_label(args.data_root, args.checkpoints, args.max_votes, args.other_threshold,
-                              tta=not args.no_tta, batch_size=args.batch_size, merge=args.merge)
-    except (DataError, CheckpointError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    output_file(args.out)
+    labels = pseudo_label(args.data_root, args.checkpoints, args.max_votes, args.other_threshold,
+                          tta=not args.no_tta, batch_size=args.batch_size, merge=args.merge)
+    output_file(args.out).parent.mkdir(parents=True, exist_ok=True)
     labels.to_csv(args.out, index=False)
     print(f"{len(labels)} pseudo-labelled rows of {labels.eeg_id.nunique()} EEGs -> {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -4,10 +4,9 @@ label statistics of its 10+ vote rows beside the real ones (printed and written 
     python scripts/realism_report.py --root DIR --out OUTDIR [--real-rows train_highvote_rows.csv]
 """
 import argparse
-import sys
 from pathlib import Path
 
-from hms.data.kaggle import DataError
+from hms.data.kaggle import run_main
 from hms.synthetic.report import realism_report
 
 REAL_ROWS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "hms" / "train_highvote_rows.csv"
@@ -21,14 +20,11 @@ def main():
                         help="real 10+ vote train rows to compare with (default: the repo's real fixture; "
                              "without it the figures of HMS_FACTS are used)")
     args = parser.parse_args()
-    try:
-        table = realism_report(args.root, args.out, args.real_rows)
-    except (DataError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    table = realism_report(args.root, args.out, args.real_rows)
     print(table, end="")
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,7 +17,7 @@ import matplotlib
 import numpy as np
 import torch
 
-from hms.data.kaggle import read_eeg, read_spectrogram
+from hms.data.kaggle import read_eeg, read_spectrogram, run_main
 from hms.layout import CHAINS, EEG_COLUMNS, EEG_RATE, EEG_WINDOW, SPEC_WINDOW_ROWS
 from hms.signal.render import LINE_RULES, MEL_SHAPE, SPEC_BLOCKS, TILE, TRACE_WINDOWS, TRACES, render_image
 
@@ -90,4 +90,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

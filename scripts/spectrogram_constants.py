@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from hms.data.dataset import HMSDataset
+from hms.data.kaggle import run_main
 from hms.data.prepare import load_prepared, prepare_data
 from hms.data.sampling import dedup_mask, window_offsets
 from hms.models.spectrogram_cnn import FEATURES, SPEC_BINS, SPEC_REGIONS, plane_features, spectrogram_planes
@@ -56,19 +57,17 @@ def constants(root, features: str = "global", order: str = "fixed", limit: int |
     return float(np.nanmean(means)), float(np.nanmean(stds))
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="data folder in the Kaggle HMS layout")
     parser.add_argument("--features", default="global", help=f"one of {FEATURES}")
     parser.add_argument("--order", default="fixed", help="fixed (features of log power) or published")
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows (a quick estimate)")
     args = parser.parse_args()
-    try:
-        mean, std = constants(args.root, args.features, args.order, args.limit)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"spectrogram_constants: {error}") from None
+    mean, std = constants(args.root, args.features, args.order, args.limit)
     print(f"model.norm_stats=[{mean:.8g},{std:.8g}]")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -32,3 +32,19 @@ def input_batch(n: int = 2, names=None, seed: int = 0) -> dict:
     """A batch holding a random window of every declared input (or of `names`)."""
     from hms.data.inputs import INPUTS, random_batch
     return random_batch(list(INPUTS) if names is None else names, n, seed)
+
+
+def run_script_here(capsys, script: str, *args):
+    """scripts/<script> run as __main__ in this process (a fresh one pays seconds of imports) ->
+    CompletedProcess(args, exit code (0 for a plain return), stdout, stderr)."""
+    import runpy
+    import subprocess
+    import sys
+
+    import pytest
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [script, *map(str, args)])
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(SCRIPTS / script), run_name="__main__")
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exit_info.value.code or 0, out.out, out.err)

@@ -614,16 +614,21 @@ def test_a_damaged_cache_file_is_one_line_naming_it_and_prepare_rebuilds_it(tiny
 
 
 # ---------------------------------------------------- every entry point: one handler, HMS_DEBUG=1 re-raises
-def test_run_main_prints_one_line_or_reraises_under_hms_debug(monkeypatch, capsys):
+@pytest.mark.parametrize("error, code, printed", [
+    (DataError("some.csv:3: a problem"), 1, "error: some.csv:3: a problem\n"),
+    (IsADirectoryError(21, "Is a directory", "out.csv"), 1, "error: [Errno 21] Is a directory: 'out.csv'\n"),
+    (KeyboardInterrupt(), 130, "interrupted\n"),
+])
+def test_run_main_prints_one_line_or_reraises_under_hms_debug(monkeypatch, capsys, error, code, printed):
     def main():
-        raise DataError("some.csv:3: a problem")
+        raise error
 
     monkeypatch.delenv("HMS_DEBUG", raising=False)
     with pytest.raises(SystemExit) as info:
         run_main(main)
-    assert info.value.code == 1 and capsys.readouterr().err == "error: some.csv:3: a problem\n"
+    assert info.value.code == code and capsys.readouterr().err == printed
     monkeypatch.setenv("HMS_DEBUG", "1")
-    with pytest.raises(DataError):
+    with pytest.raises(type(error)):
         run_main(main)
     with pytest.raises(SystemExit) as info:
         run_main(lambda: 0)

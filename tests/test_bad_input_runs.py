@@ -15,7 +15,7 @@ import torch
 import hms.train.loop as loop
 from hms.train.checkpoint import RunDirInUse
 from hms.train.config_check import ConfigError, check_config
-from tests.helpers import REPO, compose_config
+from tests.helpers import REPO, compose_config, run_script_here
 from tests.train.test_loop import run
 
 QUICK = ("model=stft", "trainer.epochs=1", "trainer.max_steps=1", "aug=none")
@@ -151,6 +151,7 @@ def one_line_error(done, *names):
     (["trainer.batch_size=0"], ["trainer.batch_size"]),
     (["trainer.device=cuda"], ["trainer.device=cuda"]) if not torch.cuda.is_available() else (["fold=9"], ["fold"]),
     (["init_from=NOT_A_CHECKPOINT"], ["not a readable checkpoint"]),
+    (["model.backbone=nosuchnet", "model=spec_attn"], ["nosuchnet", "spec_attn"]),  # Hydra's InstantiationException
 ])
 def test_train_py_prints_one_line_and_no_traceback(small_set, tmp_path, bad, names):
     bad = [b.replace("NOT_A_CHECKPOINT", str(small_set / "train.csv")) for b in bad]
@@ -177,3 +178,48 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(small_set, tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-1500:]
     assert f"interrupted: the last checkpoint is {tmp_path / 'checkpoint.pt'}: resume=true" in stderr
+
+
+# ------------------------------------------ every script: one handler (hms.data.kaggle.run_main), one line
+# (script, its arguments; FOLDER is a folder, FILE a file, MISSING a path that does not exist,
+#  the text the line must hold)
+SCRIPT_ERRORS = [
+    ("predict.py", ["--data-root", "MISSING", "--checkpoints", "MISSING/a.pt", "--out", "FOLDER"], "FOLDER: is a folder"),
+    ("predict.py", ["--data-root", "MISSING", "--checkpoints", "MISSING/a.pt", "--out", "FILE/sub.csv"],
+     "FILE/sub.csv: cannot create its folder (FILE is a file)"),
+    ("predict.py", ["--data-root", "MISSING", "--checkpoints", "MISSING/a.pt", "--out", "OUT/deeper/sub.csv"],
+     "MISSING/test.csv"),
+    ("predict.py", ["--data-root", "MISSING", "--checkpoints", "MISSING/a.pt", "--out", "OUT"], "MISSING/test.csv"),
+    ("blend_weights.py", ["MISSING/a", "--out", "FOLDER"], "FOLDER: is a folder"),
+    ("blend_weights.py", ["MISSING/a", "--out", "OUT"], "MISSING/a: no oof.csv found"),
+    ("blend_weights.py", ["--apply", "MISSING/blend.json", "FILE", "--out", "OUT"], "FILE: missing columns"),
+    ("pseudo_label.py", ["--data-root", "MISSING", "--checkpoints", "MISSING/a.pt", "--out", "FOLDER"],
+     "FOLDER: is a folder"),
+    ("pseudo_label.py", ["--data-root", "MISSING", "--checkpoints", "MISSING/a.pt", "--out", "OUT"], "MISSING"),
+    ("predict_edf.py", ["MISSING/a.edf", "--checkpoints", "MISSING/a.pt", "--out", "OUT"], "MISSING/a.pt"),
+    ("make_synthetic.py", ["--out", "FILE/set", "--patients", "2"], "FILE"),
+    ("make_synthetic.py", ["--out", "OUT", "--patients", "0"], "patients must be a positive integer"),
+    ("realism_report.py", ["--root", "MISSING", "--out", "OUT"], "MISSING/train.csv: file not found"),
+    ("spectrogram_constants.py", ["--root", "MISSING"], "MISSING/train.csv: file not found"),
+    ("bench_data.py", ["--root", "MISSING"], "MISSING/train.csv: file not found"),
+    ("describe_model.py", ["model=nosuch"], "Could not find 'model/nosuch'"),
+    ("describe_model.py", ["model=spec_attn", "model.backbone=nosuchnet"], "timm cannot build 'nosuchnet'"),
+]
+
+
+@pytest.mark.parametrize("script, args, problem", SCRIPT_ERRORS, ids=[f"{s}-{i}" for i, (s, *_) in
+                                                                      enumerate(SCRIPT_ERRORS)])
+def test_every_script_refuses_in_one_line_naming_the_path_and_writes_nothing(tmp_path, capsys, monkeypatch,
+                                                                          script, args, problem):
+    monkeypatch.delenv("HMS_DEBUG", raising=False)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("eeg_id\n1\n")
+    places = {"FOLDER": tmp_path / "folder", "FILE": tmp_path / "file", "MISSING": tmp_path / "missing",
+              "OUT": tmp_path / "out"}
+    fill = lambda text: next((text.replace(k, str(v)) for k, v in places.items() if text.startswith(k)), text)
+    before = sorted(tmp_path.rglob("*"))
+    done = run_script_here(capsys, script, *map(fill, args))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-1500:]
+    assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr[-1500:]
+    assert fill(problem) in done.stderr, done.stderr
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a folder

@@ -376,10 +376,26 @@ def check_window(n, offset_seconds, path, kind: str = "eeg") -> None:
                         f"+ {window} s")
 
 
+def output_file(path) -> Path:
+    """`path` as a file a script may write at its end, checked at its start (a long prediction or fit
+    should not fail at its last line): not a folder, below a folder that exists or can be made there, and
+    writable. Nothing is created. Raises a one-line OSError naming the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file name")
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{path}: cannot create its folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PermissionError(f"{path}: not writable")
+    return path
+
+
 def run_main(main) -> None:
     """The top-level handler of a script: exit with main()'s code; a user error (bad data, a missing
-    file: DataError, any ValueError or OSError) is one line `error: ...` on stderr and exit 1, never a
-    traceback. HMS_DEBUG=1 shows the traceback anyway."""
+    file, an --out that cannot be written: DataError, any ValueError or OSError) is one line `error: ...`
+    on stderr and exit 1, Ctrl-C one line `interrupted` and exit 130, never a traceback. HMS_DEBUG=1 shows
+    the traceback anyway."""
     try:
         code = main()
     except (ValueError, OSError) as error:
@@ -387,4 +403,9 @@ def run_main(main) -> None:
             raise
         print(f"error: {first_line(error)}", file=sys.stderr)
         code = 1
+    except KeyboardInterrupt:
+        if os.environ.get("HMS_DEBUG"):
+            raise
+        print("interrupted", file=sys.stderr)
+        code = 130
     sys.exit(code)

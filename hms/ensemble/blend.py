@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupKFold, KFold
 from threadpoolctl import threadpool_limits
 
 from hms.layout import HIGH_VOTE_MIN, PRED_COLUMNS, SUBMISSION_COLUMNS, VOTE_COLUMNS
-from hms.metric import kl_per_row, read_csv_with
+from hms.metric import check_probabilities, kl_per_row, read_csv_with
 
 EPS = 1e-7  # probabilities are clipped before the log: a model's hard 0 must not dominate the blend
 # stack's penalty grid, largest first: each fit starts from the previous (more penalised) solution
@@ -50,8 +50,12 @@ def _read_csv(path: Path, columns) -> pd.DataFrame:
 
 
 def _check_probs(probs: np.ndarray, where) -> None:
-    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1 + 1e-6).any():
-        raise BlendError(f"{where}: predictions must be finite probabilities in [0, 1]")
+    """Every row a probability vector summing to 1 (hms.metric.check_probabilities), else a BlendError
+    naming `where`: an OOF whose rows sum to 3 would otherwise score, and be weighted, as the best."""
+    try:
+        check_probabilities(probs, str(where))
+    except ValueError as error:
+        raise BlendError(str(error)) from None
 
 
 def read_oof(path) -> tuple[str, pd.DataFrame]:
@@ -68,7 +72,8 @@ def read_oof(path) -> tuple[str, pd.DataFrame]:
         raise BlendError(f"{path}: no oof.csv found (give run dirs, folders of fold run dirs or csv files)")
     columns = ("eeg_id", *VOTE_COLUMNS, *PRED_COLUMNS)
     frame = pd.concat([_read_csv(f, columns) for f in files], ignore_index=True)
-    _check_probs(frame[list(PRED_COLUMNS)].to_numpy(np.float64), path)
+    _check_probs(frame[list(PRED_COLUMNS)].to_numpy(np.float64), f"{path} predictions")
+    _check_probs(frame[list(VOTE_COLUMNS)].to_numpy(np.float64), f"{path} targets")
     return name, frame
 
 
@@ -170,7 +175,7 @@ def fit_hms3(logp: np.ndarray, target: np.ndarray, epochs: int = 801, lr: float 
     y = torch.tensor(target, dtype=torch.float32)
     generator = torch.Generator().manual_seed(seed)
     splits = KFold(refits, shuffle=True, random_state=seed).split(target) if refits > 1 else [(np.arange(n), None)]
-    weights, biases, notes = [], [], []
+    weights, biases, small = [], [], False
     threads = torch.get_num_threads()
     # one thread: steps this small gain nothing from two, and on this busy 2-core machine two took 12x longer
     torch.set_num_threads(1)
@@ -178,8 +183,7 @@ def fit_hms3(logp: np.ndarray, target: np.ndarray, epochs: int = 801, lr: float 
         for train, _ in splits:
             per_batch = min(batch_size, len(train))
             if per_batch < batch_size:
-                notes.append(f"hms3: a refit had {len(train)} rows, fewer than one batch of {batch_size}: "
-                             "it trained on one batch of all of them per epoch (drop_last would leave none)")
+                small = True
             batches = len(train) // per_batch
             w, c, step = torch.full((m,), 1.0 / m), torch.zeros(6), 0
             train = torch.from_numpy(train)
@@ -195,7 +199,10 @@ def fit_hms3(logp: np.ndarray, target: np.ndarray, epochs: int = 801, lr: float 
             biases.append(c.numpy().astype(np.float64))
     finally:
         torch.set_num_threads(threads)
-    return np.mean(weights, axis=0), np.mean(biases, axis=0), sorted(set(notes))
+    # worded without counts, so that the notes of every cross-fit collapse into one line of the report
+    notes = [f"hms3: refits with fewer rows than one batch of {batch_size} trained on one batch of all their rows "
+             "per epoch (drop_last would leave none)"] if small else []
+    return np.mean(weights, axis=0), np.mean(biases, axis=0), notes
 
 
 def grouped_folds(groups: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:

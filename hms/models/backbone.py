@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 
-class BackboneError(RuntimeError):
-    pass
+class BackboneError(ValueError):
+    """A backbone that cannot be built or loaded: the user's name or file (one line, no traceback)."""
 
 
 def create_backbone(name: str, in_chans: int = 1, pretrained: bool = False, weights_path: str | None = None,

@@ -3,9 +3,7 @@ inputs, refuses misaligned files; every method (logprob, hms3, stack, greedy sel
 answer on synthetic OOFs, round-trips through blend.json into --apply and predict's combine_models, and a
 bad or mismatched blend.json is refused in one line."""
 import json
-import runpy
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -20,7 +18,7 @@ from hms.ensemble.blend import (BlendError, align, apply_blend, blend_logits, bl
 from hms.ensemble.predict import combine_models
 from hms.metric import kl_per_row
 
-from tests.helpers import REPO
+from tests.helpers import run_script_here
 TRUE_BIAS = np.array([0.1, 0.3, -0.2, 0.4, -0.1, -0.5])
 
 
@@ -49,13 +47,7 @@ def frames(logp, target, n_votes=15, seed=0):
 
 
 def run_script(capsys, *args) -> subprocess.CompletedProcess:
-    """scripts/blend_weights.py run as __main__ in this process (a fresh one pays seconds of imports)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["blend_weights.py", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_info:
-            runpy.run_path(str(REPO / "scripts/blend_weights.py"), run_name="__main__")
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit_info.value.code, out.out, out.err)
+    return run_script_here(capsys, "blend_weights.py", *args)
 
 
 def known_answer(n=1200, noise_models=3, seed=0):
@@ -330,11 +322,11 @@ def test_hms3_equals_a_reimplementation_of_the_published_loop():
 def test_hms3_on_fewer_rows_than_a_batch_trains_on_one_batch_and_says_so():
     logp, target = known_answer(n=200)
     w, b, notes = fit_hms3(logp, target, epochs=20, refits=1)
-    assert len(notes) == 1 and "fewer than one batch of 1024" in notes[0]
+    assert len(notes) == 1 and "fewer rows than one batch of 1024" in notes[0]
     start = kl_of_logits(target, blend_logits(logp, np.full(len(logp), 1 / len(logp)), np.zeros(6))).mean()
     assert kl_of_logits(target, blend_logits(logp, w, b)).mean() < start - 0.01
     report, _, _ = known_answer_report(n=300, method="hms3", options={"hms3": {"epochs": 2}})
-    assert any("fewer than one batch" in n for n in report["report"]["notes"])
+    assert sum("fewer rows than one batch" in n for n in report["report"]["notes"]) == 1  # one line for all fits
     assert any("log-probabilities (oof.csv stores no logits)" in n for n in report["report"]["notes"])
 
 
@@ -379,10 +371,36 @@ def test_non_finite_predictions_or_other_names_are_refused_by_predicts_combinati
 
 
 def test_bench_blend_runs_on_a_tiny_size(capsys):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["bench_blend.py", "--models", "3", "--rows", "300", "--compare",
-                                    "--hms3-epochs", "2"])
-        runpy.run_path(str(REPO / "scripts/bench_blend.py"), run_name="__main__")
-    out = capsys.readouterr().out
+    done = run_script_here(capsys, "bench_blend.py", "--models", "3", "--rows", "300", "--compare", "--hms3-epochs", "2")
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
     assert "stack with nested CV" in out and " s\n" in out
     assert all(label in out for label in ("logprob per-class", "hms3", "greedy+stack"))
+
+
+@pytest.mark.parametrize("columns, value, problem", [
+    (PRED_COLUMNS, 0.5, "model1.csv predictions rows must sum to 1 (row 4 sums to 3"),
+    (PRED_COLUMNS[:1], -0.1, "model1.csv predictions holds negative or non-finite probabilities (row 4"),
+    (PRED_COLUMNS[:1], np.nan, "model1.csv predictions holds negative or non-finite probabilities (row 4"),
+    (VOTE_COLUMNS, 0.5, "model1.csv targets rows must sum to 1 (row 4 sums to 3"),
+])
+def test_oof_rows_that_are_not_probabilities_are_refused_naming_the_file(tmp_path, capsys, columns, value, problem):
+    # an OOF summing to 3 would otherwise get the lowest KL and the largest weight
+    logp, target = synthesise(n=200)
+    paths = write_oofs(tmp_path, logp, target)
+    frame = pd.read_csv(paths[1])
+    frame.loc[3, list(columns)] = value
+    frame.to_csv(paths[1], index=False)
+    done = run_script(capsys, *paths, "--out", tmp_path / "blend.json")
+    assert done.returncode == 1 and problem in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "blend.json").exists()
+
+
+def test_test_predictions_that_are_not_probabilities_are_refused_by_apply(tmp_path, capsys):
+    (tmp_path / "blend.json").write_text(json.dumps({"weights": {"a": 0.5, "b": 0.5}, "class_bias": [0.0] * 6}))
+    probs = np.full((2, 3, 6), 1 / 6)
+    probs[1, 2] = 0.5
+    preds = write_predictions(tmp_path, ["a", "b"], probs)
+    done = run_script(capsys, "--apply", tmp_path / "blend.json", *preds, "--out", tmp_path / "sub.csv")
+    assert done.returncode == 1 and "b.csv rows must sum to 1 (row 3 sums to 3" in done.stderr, done.stderr
+    assert not (tmp_path / "sub.csv").exists()

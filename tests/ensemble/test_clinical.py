@@ -2,9 +2,7 @@
 Kaggle recipe on the whole recording; windows without signal get no probabilities; unsupported inputs,
 bad files and channel maps through the command line; blends; an EEG-only checkpoint."""
 import json
-import runpy
 import shutil
-import sys
 
 import numpy as np
 import pandas as pd
@@ -23,7 +21,7 @@ from hms.layout import CONSENSUS_NAMES, EEG_COLUMNS, EEG_RATE, SPEC_FFT
 from hms.signal.kaggle_spectrogram import kaggle_spectrogram
 
 from tests.data.test_edf import REAL, STANDARD, signal, write_edf
-from tests.helpers import CONF, REPO
+from tests.helpers import CONF, run_script_here
 
 COLUMNS = ["start_s", "end_s", *PROB_COLUMNS, "most_likely", "missing_channels", "flat_channels", "spec_padded",
            "no_signal", "clean"]
@@ -110,11 +108,8 @@ def test_windows_without_signal_get_no_probabilities(trained, tmp_path):
 
 
 def cli(monkeypatch, capsys, *argv) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["predict_edf.py", *map(str, argv)])
-    with pytest.raises(SystemExit) as exit_:
-        runpy.run_path(str(REPO / "scripts" / "predict_edf.py"), run_name="__main__")
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
+    done = run_script_here(capsys, "predict_edf.py", *argv)
+    return done.returncode, done.stdout, done.stderr
 
 
 def test_the_command_line(trained, tmp_path, monkeypatch, capsys):

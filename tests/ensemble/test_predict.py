@@ -1,9 +1,7 @@
 """predict.py on the real public test pair gives a valid submission; flip TTA really feeds the four
 flipped views to the model and averages all four; checkpoints map to names; bad checkpoints are refused."""
 import json
-import runpy
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from hms.layout import FLIP_FB, FLIP_LR, SPEC_REGION_FLIP_LR, VOTE_COLUMNS
 from hms.ensemble.blend import apply_blend
 from hms.ensemble.predict import CheckpointError, combine_models, predict_folder
 
-from tests.helpers import REPO, spec_columns
+from tests.helpers import REPO, run_script_here, spec_columns
 
 INPUTS = get_inputs(["eeg", "spec"])
 SPEC_FLIP_LR = spec_columns(SPEC_REGION_FLIP_LR)
@@ -56,12 +54,8 @@ def one_thread():
 
 
 def run_predict_here(capsys, *args) -> tuple[int, str]:
-    """scripts/predict.py run as __main__ in this process (a fresh process would pay ~10 s of imports)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["predict.py", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_info:
-            runpy.run_path(str(REPO / "scripts/predict.py"), run_name="__main__")
-    return exit_info.value.code, capsys.readouterr().err
+    done = run_script_here(capsys, "predict.py", *args)
+    return done.returncode, done.stderr
 
 
 def test_predict_writes_a_valid_blended_submission_on_the_real_fixtures(real_hms, checkpoints, tmp_path, capsys):
