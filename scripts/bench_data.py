@@ -1,14 +1,16 @@
-"""Data loading speed: the training Dataset (slices of memory-mapped caches) beside the pattern of the
-public starter notebooks (pandas reads the sample's EEG and spectrogram parquet files, then slices them
-with iloc / a boolean mask), on the same rows; and the peak memory of building the caches.
+"""Data loading speed: the training Dataset (windows of the prepared caches, read by pread or copied out of
+the memory map: data.reader) beside the pattern of the public starter notebooks (pandas reads the sample's
+EEG and spectrogram parquet files, then slices them with iloc / a boolean mask), on the same rows; the
+DataLoader's epochs with persistent and with per-epoch workers; and the peak memory of building the caches.
 
     python scripts/bench_data.py [--root datamount/synthetic] [--samples 400] [--rebuild] [--passes 3]
-        [--default-malloc]
+        [--workers 2] [--epochs 3] [--default-malloc] [--json PATH]
 
-Both paths run in one process on rows they have read once before (steady state: what every epoch after
-the first sees, with the files in the page cache); the first, cold pass is printed too. Both return the
-same arrays (checked; the cache stores NaN as 0). The Dataset is timed unflipped (validation) and with
-the training flips (left/right and front/back, p = 0.5 each) and a 1 s time shift. Like training on a
+The cache files are read once first (they sit in the page cache, as at the start of any epoch after the
+first); then each path runs a first pass in this process, whose memory map no page of has touched yet
+(what a new DataLoader worker sees), and `passes` more (steady state). Both paths return the same arrays
+(checked outside the timing; NaN as the caches keep it). The Dataset is timed unflipped (validation) and
+with the training flips (left/right and front/back, p = 0.5 each) and a 1 s time shift. Like training on a
 CPU (trainer.keep_cpu_memory), the process keeps freed memory for reuse unless --default-malloc.
 With --rebuild the caches are built again, in a fresh process, into a temporary folder, and the peak
 resident memory of that process and of its workers is printed: it streams file by file, so it does not
@@ -25,11 +27,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from torch.utils.data import DataLoader
+
+from hms.benchmark import append_figures, figure, rates
 from hms.data.dataset import HMSDataset
-from hms.data.kaggle import DataError, eeg_path, run_main, spectrogram_path
+from hms.data.kaggle import eeg_path, run_main, spectrogram_path
 from hms.layout import EEG_RATE, EEG_WINDOW, SPEC_WINDOW_SECONDS
-from hms.data.prepare import load_prepared, prepare_data
+from hms.data.prepare import READERS, load_prepared, prepare_data
 from hms.train.cpu_memory import keep_freed_cpu_memory
+from hms.train.sampler import EpochSampler
 
 PREPARE = Path(__file__).resolve().parent / "prepare_data.py"
 
@@ -45,21 +51,43 @@ def notebook_sample(root: Path, row) -> tuple[np.ndarray, np.ndarray]:
     return eeg, spec
 
 
-def interleaved_rates(paths: dict, passes: int) -> tuple[dict, dict, dict]:
-    """paths: name -> (fn, n). Runs a cold pass and then `passes` warm passes of every path in turn, so
-    that all of them see the same machine (this VM's speed drifts). Returns per name the cold rate, the
-    median warm rate and the results of the last pass."""
+def interleaved_seconds(paths: dict, passes: int) -> dict:
+    """paths: name -> (fn, n). Runs a first pass and then `passes` more of every path in turn, so that all
+    of them see the same machine (this VM's speed drifts). Returns per name the seconds of every pass
+    (the first one first). Results are dropped as they come, as a training loop drops its batches."""
     seconds = {name: [] for name in paths}
-    results = {name: None for name in paths}
     for _ in range(passes + 1):
         for name, (fn, n) in paths.items():
-            results[name] = None  # a pass's windows are freed before the next allocates its own
             start = time.perf_counter()
-            results[name] = [fn(i) for i in range(n)]
+            for i in range(n):
+                fn(i)
             seconds[name].append(time.perf_counter() - start)
-    cold = {name: n / seconds[name][0] for name, (_, n) in paths.items()}
-    warm = {name: n / statistics.median(seconds[name][1:]) for name, (_, n) in paths.items()}
-    return cold, warm, results
+    return seconds
+
+
+def read_into_page_cache(paths) -> None:
+    """Read files once, so that every path starts with them in the page cache (as every epoch but a
+    machine's first does) and none pays for the disk on behalf of the others."""
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while f.read(1 << 24):
+                pass
+
+
+def loader_epochs(dataset, workers: int, epochs: int, persistent: bool) -> list[float]:
+    """Seconds of each epoch of a DataLoader (batch 32, EpochSampler) over `dataset`, workers persistent
+    or re-created every epoch (the cost of the latter: every epoch's workers start cold)."""
+    sampler = EpochSampler(len(dataset), 32, seed=0)
+    loader = DataLoader(dataset, batch_size=32, sampler=sampler, num_workers=workers,
+                        persistent_workers=persistent and workers > 0)
+    seconds = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        for _ in loader:
+            pass
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def tree_rss(pid: int) -> int:
@@ -88,7 +116,7 @@ def build_peak(root: Path) -> None:
                 peak = max(peak, tree_rss(process.pid))
                 time.sleep(0.02)
         if process.returncode:
-            raise subprocess.CalledProcessError(process.returncode, cmd)
+            raise ChildProcessError(f"{' '.join(cmd)}: exit status {process.returncode}")
         seconds = time.perf_counter() - start
         size = sum(f.stat().st_size for f in (Path(tmp) / "cache").iterdir()) / 2**30
     print(f"cache build of {root}: {seconds:.1f} s, {size:.2f} GB of caches, "
@@ -103,38 +131,58 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=3, help="timed passes after the cold one (median)")
     parser.add_argument("--rebuild", action="store_true", help="also time and measure a fresh cache build")
     parser.add_argument("--default-malloc", action="store_true", help="glibc's default allocator")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the epoch timings")
+    parser.add_argument("--epochs", type=int, default=3, help="DataLoader epochs timed (at least 2)")
+    parser.add_argument("--json", default=None, help="append the figures to this JSON list (scripts/bench.py)")
     args = parser.parse_args()
     if not args.default_malloc:
         keep_freed_cpu_memory()
     root = Path(args.root)
-    try:
-        if args.rebuild:
-            build_peak(root)
-        prepared = load_prepared(prepare_data(root, progress=False))
-    except (DataError, subprocess.CalledProcessError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.rebuild:
+        build_peak(root)
+    prepared = load_prepared(prepare_data(root, progress=False))
     rows = prepared.rows
     picks = np.random.default_rng(0).choice(len(rows), size=min(args.samples, len(rows)), replace=False)
-    plain = HMSDataset(prepared, picks)
+    read_into_page_cache(source.path for source in prepared.sources.values())
+    plain = {reader: HMSDataset(prepared, picks, reader=reader) for reader in READERS}
     training = HMSDataset(prepared, picks, flip_lr_p=0.5, flip_fb_p=0.5, time_shift_seconds=1.0)
-
     n_nb = min(len(picks), args.notebook_samples)
-    cold, warm, results = interleaved_rates({
-        "plain": (lambda i: plain[i], len(plain)),
-        "training": (lambda i: training[i], len(training)),
-        "notebook": (lambda i: notebook_sample(root, rows.iloc[picks[i]]), n_nb),
-    }, args.passes)
-    from_cache, from_files = results["plain"], results["notebook"]
-    for item, (eeg, spec) in zip(from_cache, from_files):  # the same window either way
-        np.testing.assert_array_equal(item["eeg"].numpy().T, np.nan_to_num(eeg, nan=0.0))
-        np.testing.assert_array_equal(item["spec"].numpy()[:len(spec)], spec)  # NaN kept (array_equal: NaN == NaN)
-    print(f"windows per second, one process ({len(picks)} rows; cold first pass in brackets):")
-    for name, label in (("plain", "Dataset, unflipped"), ("training", "Dataset, flips p=0.5 + 1 s shift"),
-                        ("notebook", "notebook pattern (pandas parquet)")):
-        print(f"  {label:34s} {warm[name]:8.1f}  ({cold[name]:.1f})")
-    print(f"ratio {warm['plain'] / warm['notebook']:.0f}x unflipped, "
-          f"{warm['training'] / warm['notebook']:.0f}x with training flips")
+    paths = {f"Dataset {reader}, unflipped": (plain[reader].__getitem__, len(picks)) for reader in READERS}
+    paths["Dataset pread, flips p=0.5 + 1 s shift"] = (training.__getitem__, len(picks))
+    paths["notebook pattern (pandas parquet)"] = (lambda i: notebook_sample(root, rows.iloc[picks[i]]), n_nb)
+    seconds = interleaved_seconds(paths, args.passes)
+    for i in range(n_nb):  # the same window either way (outside the timing)
+        eeg, spec = notebook_sample(root, rows.iloc[picks[i]])
+        for reader in READERS:
+            item = plain[reader][i]
+            np.testing.assert_array_equal(item["eeg"].numpy().T, eeg)  # NaN kept (array_equal: NaN == NaN)
+            np.testing.assert_array_equal(item["spec"].numpy()[:len(spec)], spec)
+
+    figures, medians = [], {}
+    print(f"windows per second, one process ({len(picks)} rows; the first pass, no page of the map touched yet, "
+          "in brackets):")
+    for name, (_, n) in paths.items():
+        first, steady = rates(n, seconds[name][:1]), rates(n, seconds[name][1:])
+        figures += [figure(f"data: {name}, first pass", first, "windows/s"),
+                    figure(f"data: {name}, steady", steady, "windows/s")]
+        medians[name] = (statistics.median(steady), first[0])
+        print(f"  {name:40s} {statistics.median(steady):8.1f}  ({first[0]:.1f})")
+    notebook = medians["notebook pattern (pandas parquet)"][0]
+    for reader in READERS:
+        steady, first = medians[f"Dataset {reader}, unflipped"]
+        print(f"  {reader}: {steady / notebook:.0f}x the notebook's steady rate, {first / notebook:.0f}x on its first pass")
+
+    print(f"DataLoader epochs ({args.workers} workers, batch 32, training flips; windows/s of epoch 1, then the "
+          f"median of epochs 2-{args.epochs}):")
+    for reader in READERS:
+        training.reader = reader
+        for persistent in (True, False):
+            epoch_rates = rates(32 * (len(training) // 32), loader_epochs(training, args.workers, args.epochs, persistent))
+            label = f"loader {reader}, {'persistent' if persistent else 'new'} workers"
+            figures += [figure(f"data: {label}, epoch 1", epoch_rates[:1], "windows/s"),
+                        figure(f"data: {label}, later epochs", epoch_rates[1:], "windows/s")]
+            print(f"  {label:40s} {epoch_rates[0]:8.1f}  {statistics.median(epoch_rates[1:]):8.1f}")
+    append_figures(args.json, figures)
     return 0
 
 

@@ -17,7 +17,6 @@ GPU only the device side changes.
 """
 import argparse
 import resource
-import time
 from pathlib import Path
 
 import librosa
@@ -27,6 +26,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import signal as scipy_signal
 
+from hms.benchmark import append_figures, figure, rates, repeat_seconds
 from hms.data.kaggle import run_main
 from hms.data.inputs import INPUTS, random_batch
 from hms.models.stft import STFT_PRESETS
@@ -108,29 +108,48 @@ def cpu_stft(eeg: np.ndarray):
     return power, power
 
 
-def timed(fn, repeat=2, warmup=1):
-    """The median seconds of `repeat` calls after `warmup` calls (first calls compile, allocate and fault in
-    fresh pages: the first two of a 640 x 1920 renderer batch take twice as long), and the last result."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def synchronised(fn, device: torch.device):
+    """fn, waiting for the device's queue: a GPU returns before it has computed."""
+    def run():
         result = fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return result
+    return run
 
 
-def compare(name, device_fn, cpu_fn, eeg, inner):
+def compare(name, device_fn, cpu_fn, eeg, inner, device, repeats, figures) -> None:
+    """The device path on the batch beside the per-sample CPU recipe: windows/s of both, their ratio and
+    the largest difference of the power relative to its peak."""
+    x = torch.from_numpy(eeg).to(device)
     with torch.no_grad():
-        t_dev, dev = timed(lambda: device_fn(torch.from_numpy(eeg)), repeat=5)
-    t_cpu, ref = timed(lambda: cpu_fn(eeg), repeat=1)
-    dev, ref = dev[0].numpy()[..., inner], ref[0][..., inner]  # the power; the dB image is relative to a
+        t_dev, dev = repeat_seconds(synchronised(lambda: device_fn(x), device), repeats)
+    t_cpu, ref = repeat_seconds(lambda: cpu_fn(eeg), 1, warmup=0)
+    dev, ref = dev[0].cpu().numpy()[..., inner], ref[0][..., inner]  # the power; the dB image is relative to a
     # peak that may sit in the edge transients, so it is shifted wherever they differ
     rel = np.abs(dev - ref).max() / np.abs(ref).max()
     n = len(eeg)
-    print(f"  {name:5s} device batched {n / t_dev:7.1f}   per-sample CPU {n / t_cpu:6.1f} windows/s   "
-          f"ratio {t_cpu / t_dev:5.1f}x   largest difference {rel:.1e} of the peak")
+    device_rate, cpu_rate = rates(n, t_dev), rates(n, t_cpu)
+    figures += [figure(f"frontend {name}: device batched", device_rate, "windows/s", batch=n, device=str(device)),
+                figure(f"frontend {name}: per-sample CPU recipe", cpu_rate, "windows/s"),
+                figure(f"frontend {name}: ratio", [r / cpu_rate[0] for r in device_rate], "x", largest_difference=rel)]
+    print(f"  {name:5s} device batched {np.median(device_rate):7.1f}   per-sample CPU {cpu_rate[0]:6.1f} windows/s   "
+          f"ratio {np.median(device_rate) / cpu_rate[0]:5.1f}x   largest difference {rel:.1e} of the peak")
+
+
+def profile_steps(name, steps, eeg, device, repeats, figures) -> None:
+    """Milliseconds per batch of each step of a front-end, in order, each fed the previous step's output
+    (steps: [(label, fn)]); the sum is the path's cost and its slowest step the place to work on."""
+    x = torch.from_numpy(eeg).to(device)
+    parts = []
+    with torch.no_grad():
+        for label, fn in steps:
+            seconds, out = repeat_seconds(synchronised(lambda: fn(x), device), repeats)
+            figures.append(figure(f"frontend {name} step: {label}", [1000 * s for s in seconds], "ms/batch",
+                                  batch=len(eeg)))
+            parts.append(f"{label} {1000 * np.median(seconds):.1f}")
+            x = out
+    print(f"  {name:5s} steps, ms per batch of {len(eeg)}: " + ", ".join(parts))
 
 
 def main():
@@ -143,8 +162,16 @@ def main():
                         help="extractor sizes to time forward+backward (none: only the front-ends)")
     parser.add_argument("--experiments", nargs="*", default=[],
                         help="presets whose whole model to time forward+backward at batch 1 (e.g. hms15_cfg1)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of every device figure")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
+                        help="autocast for the forward+backward timings (the front-ends' power stays fp32)")
+    parser.add_argument("--channels-last", action="store_true", help="forward+backward in channels_last")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each model before timing it")
+    parser.add_argument("--json", default=None, help="append the figures to this JSON list (scripts/bench.py)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device, figures = torch.device(args.device), []
     if not args.default_malloc:
         keep_freed_cpu_memory()
     rng = np.random.default_rng(0)
@@ -154,22 +181,34 @@ def main():
     print(f"front-ends on {args.batch} windows (banana16, band-pass 0.5-20 Hz); power compared on frames more "
           f"than 10 s from the window's ends (the FFT filter and filtfilt differ in their edge transients):")
     mel, stft = MelSpectrogram(RATE, **MEL), BandLimitedSTFT(N_FFT, WIN, HOP, STFT_BINS, rate=RATE)
-    compare("mel", lambda x: device_mel(x, band, mel), cpu_mel, eeg, slice(52, -52))
-    compare("stft", lambda x: device_stft(x, band, stft), cpu_stft, eeg, slice(87, -87))
-    band3, mel3 = SpectralFilter("bandpass0.5-20_causal_o2"), TorchaudioMel(RATE, **MEL3)
-    compare("mel3", lambda x: device_mel3(x, band3, mel3), cpu_mel3, eeg, slice(None))
+    band, mel, stft = band.to(device), mel.to(device), stft.to(device)
+    compare("mel", lambda x: device_mel(x, band, mel), cpu_mel, eeg, slice(52, -52), device, args.repeats, figures)
+    compare("stft", lambda x: device_stft(x, band, stft), cpu_stft, eeg, slice(87, -87), device, args.repeats, figures)
+    band3, mel3 = SpectralFilter("bandpass0.5-20_causal_o2").to(device), TorchaudioMel(RATE, **MEL3).to(device)
+    compare("mel3", lambda x: device_mel3(x, band3, mel3), cpu_mel3, eeg, slice(None), device, args.repeats, figures)
+    pairs = PAIRS.to(device)
+    flat = lambda x: x.reshape(-1, x.shape[-1])
+    profile_steps("mel", [("montage", pairs), ("filter", band), ("mel power", lambda x: mel(flat(x))),
+                          ("dB", power_to_db)], eeg, device, args.repeats, figures)
+    profile_steps("stft", [("montage", pairs), ("filter", band), ("power", lambda x: stft(flat(x)))],
+                  eeg, device, args.repeats, figures)
     # the 16th place's 640 x 1920 image: the device renderer on the batch vs the per-sample reference
     spec = (rng.random((args.batch, 300, 400)) * 20).astype(np.float32)
     eeg_mel = rng.random((args.batch, 226, 512)).astype(np.float32)
-    render = Render16()
-    tensors = [torch.from_numpy(a) for a in (eeg, spec, eeg_mel)]
-    with torch.no_grad():
-        t_dev, images = timed(lambda: render(*tensors), repeat=5, warmup=3)
-    t_cpu, reference = timed(lambda: [render_reference(*(a[i] for a in (eeg, spec, eeg_mel))) for i in range(len(eeg))],
-                             repeat=1)
-    differing = float(np.mean(np.abs(images.numpy()[:, 0] - np.stack(reference).reshape(images.shape[0], 640, 1920)) > 1e-3))
-    print(f"  render device batched {len(eeg) / t_dev:7.1f}   per-sample CPU {len(eeg) / t_cpu:6.1f} windows/s   "
-          f"ratio {t_cpu / t_dev:5.1f}x   pixels differing {differing:.1e}")
+    render = Render16().to(device)
+    tensors = [torch.from_numpy(a).to(device) for a in (eeg, spec, eeg_mel)]
+    with torch.no_grad():  # three warm-ups: the first two batches of 640 x 1920 images fault in fresh pages
+        t_dev, images = repeat_seconds(synchronised(lambda: render(*tensors), device), args.repeats, warmup=3)
+    t_cpu, reference = repeat_seconds(lambda: [render_reference(*(a[i] for a in (eeg, spec, eeg_mel)))
+                                               for i in range(len(eeg))], 1, warmup=0)
+    differing = float(np.mean(np.abs(images.cpu().numpy()[:, 0] - np.stack(reference).reshape(images.shape[0], 640, 1920))
+                              > 1e-3))
+    device_rate, cpu_rate = rates(len(eeg), t_dev), rates(len(eeg), t_cpu)
+    figures += [figure("render16: device batched", device_rate, "windows/s", batch=len(eeg), device=str(device)),
+                figure("render16: per-sample CPU reference", cpu_rate, "windows/s"),
+                figure("render16: ratio", [r / cpu_rate[0] for r in device_rate], "x", pixels_differing=differing)]
+    print(f"  render device batched {np.median(device_rate):7.1f}   per-sample CPU {cpu_rate[0]:6.1f} windows/s   "
+          f"ratio {np.median(device_rate) / cpu_rate[0]:5.1f}x   pixels differing {differing:.1e}")
 
     # The published WaveNet keeps 10,000 steps x 24 differences x 54 layers of activations: batch 8
     # needs more than 24 GB on a CPU, so published sizes are timed at batch 1.
@@ -181,17 +220,26 @@ def main():
     with initialize_config_dir(CONF, version_base="1.3"):
         for label, overrides, n in runs:
             # every declared input (the 16th place's eeg_mel too), the EEG-like signals as the EEG
-            batch = random_batch(list(INPUTS), n) | {"eeg": torch.from_numpy(eeg[:n])}
-            model = instantiate(compose("config", overrides=[*overrides, "name=x"]).model)
+            batch = {k: v.to(device) for k, v in (random_batch(list(INPUTS), n) | {"eeg": torch.from_numpy(eeg[:n])}).items()}
+            model = instantiate(compose("config", overrides=[*overrides, "name=x"]).model).to(device)
+            if args.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            forward = torch.compile(model) if args.compile else model
+            amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
 
             def step():
-                out = model(batch)
-                (out["logits"].sum() + sum(v.sum() for v in out["aux"].values())).backward()
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    out = forward(batch)
+                    loss = out["logits"].float().sum() + sum(v.float().sum() for v in out["aux"].values())
+                loss.backward()
 
-            seconds, _ = timed(step, repeat=1)
+            seconds, _ = repeat_seconds(synchronised(step, device), 1)
             peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-            print(f"  {label:27s} {n / seconds:8.2f} samples/s {seconds:7.2f} s/step   (process peak memory so far "
+            figures.append(figure(f"train step {label}", rates(n, seconds), "samples/s", batch=n, amp=args.amp,
+                                  channels_last=args.channels_last, compile=args.compile, device=str(device)))
+            print(f"  {label:27s} {n / seconds[0]:8.2f} samples/s {seconds[0]:7.2f} s/step   (process peak memory so far "
                   f"{peak_gb:.1f} GB)", flush=True)
+    append_figures(args.json, figures)
 
 if __name__ == "__main__":
     run_main(main)

@@ -36,7 +36,7 @@ BAD_VALUES = [
     ("loss.label_smoothing=1.5", "loss.label_smoothing"), ("sampling.dedup=best", "sampling.dedup"),
     ("sampling.val_dedup=best", "sampling.val_dedup"), ("sampling.window=edge", "sampling.window"),
     ("sampling.folds=random", "sampling.folds"), ("sampling.train_min_votes=-1", "sampling.train_min_votes"),
-    ("sampling.time_shift_seconds=-5", "sampling.time_shift_seconds"),
+    ("sampling.time_shift_seconds=-5", "sampling.time_shift_seconds"), ("data.reader=mmap", "data.reader"),
 ]
 
 

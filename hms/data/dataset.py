@@ -31,12 +31,16 @@ class HMSDataset(Dataset):
     coarser rows moves by the nearest whole row).
     window_offsets: {offset column: seconds per prepared row} replacing the rows' own window starts
     (hms.data.sampling.window_offsets; e.g. the middle of each annotation group).
-    All randomness comes from (seed, epoch, index), so workers, DDP ranks and resumed runs agree.
+    reader: how windows leave the caches (Source.read): "pread" (positional reads: as fast in a new
+    process as in an old one) or "map" (copies out of the memory map: faster once a process has touched
+    the pages, slow on its first pass).
+    All randomness comes from (seed, epoch, index), so workers, DDP ranks and resumed runs agree; an index
+    may carry its epoch, (epoch, index), which is how EpochSampler reaches persistent workers.
     """
 
     def __init__(self, prepared: Prepared, row_positions, one_window_per_eeg: bool = False,
                  time_shift_seconds: float = 0.0, flip_lr_p: float = 0.0, flip_fb_p: float = 0.0, seed: int = 0,
-                 flip_inputs=None, window_offsets: dict | None = None):
+                 flip_inputs=None, window_offsets: dict | None = None, reader: str = "pread"):
         self.prepared = prepared
         rows = prepared.rows.iloc[np.asarray(row_positions, dtype=int)]
         self.positions = np.asarray(row_positions, dtype=int)
@@ -65,6 +69,7 @@ class HMSDataset(Dataset):
                         s.input.flip_order([name])
         self.seed = seed % 2**32
         self.epoch = 0
+        self.reader = reader
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -72,8 +77,9 @@ class HMSDataset(Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def __getitem__(self, index) -> dict:
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
+        rng = np.random.default_rng([self.seed, epoch, index])
         group = self.groups[index]
         row = group[rng.integers(len(group))] if len(group) > 1 else group[0]
         shift = int(rng.integers(-self.shift, self.shift + 1)) / EEG_RATE if self.shift else 0.0
@@ -81,9 +87,9 @@ class HMSDataset(Dataset):
         flips = [name for name, p in self.flip_p.items() if rng.random() < p]
         item = {}
         for name, source in self.sources.items():
-            window = source.window(self.source_ids[name][row], self.offsets[name][row], shift)  # a view
             order = source.input.flip_order(flips) if name in self.flip_inputs else None
-            item[name] = torch.from_numpy(source.input.flipped_copy(window, order))
+            item[name] = torch.from_numpy(source.read(self.source_ids[name][row], self.offsets[name][row], shift, order,
+                                                      self.reader))
         if "eeg" in self.sources:  # where the label's centre sits in the shifted EEG window (3rd place)
             item["centre"] = self.sources["eeg"].centre(self.source_ids["eeg"][row], self.offsets["eeg"][row], shift)
         return item | {

@@ -131,13 +131,16 @@ class Input:
         # np.take on whole blocks is 10x faster than indexing every column
         return np.take(blocks, order, axis=self.flip_axis).reshape(window.shape)
 
+    def flip_index(self, order: np.ndarray) -> np.ndarray:
+        """A block order (flip_order) as the order of the single entries along the flip axis."""
+        return (np.asarray(order)[:, None] * self.flip_block + np.arange(self.flip_block)).ravel()
+
     def flip_tensor(self, x: torch.Tensor, names) -> torch.Tensor:
         """A batch [B, ...] mirrored by the flips `names`."""
         order = self.flip_order(names)
         if order is None:
             return x
-        index = (torch.as_tensor(order)[:, None] * self.flip_block + torch.arange(self.flip_block)).flatten()
-        return x.index_select(self.flip_axis + 1, index.to(x.device))
+        return x.index_select(self.flip_axis + 1, torch.as_tensor(self.flip_index(order)).to(x.device))
 
 
 INPUTS: dict[str, Input] = {}

@@ -8,6 +8,7 @@ import math
 
 from omegaconf import OmegaConf
 
+from hms.data.prepare import READERS
 from hms.data.sampling import DEDUP_RULES
 from hms.train.losses import WEIGHTINGS
 
@@ -58,6 +59,7 @@ def check_config(cfg) -> None:
     _integer(cfg, "fold", -1, _value(cfg, "data.n_folds") - 1)  # -1: train on every row, no validation
     _integer(cfg, "seed")
     _integer(cfg, "data.num_workers", 0)
+    _choice(cfg, "data.reader", READERS)
     _integer(cfg, "data.fold_seed")
     tr = "trainer"
     for key in ("epochs", "batch_size", "accumulate", "val_batch_size"):

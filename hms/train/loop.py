@@ -102,19 +102,35 @@ def stored_targets(path, rows: pd.DataFrame) -> torch.Tensor:
 
 
 def shard_loader(dataset, batch_size: int, d: distributed.Dist, workers: int) -> DataLoader:
-    """This rank's share of `dataset`, in order, in batches (validation and inference)."""
+    """This rank's share of `dataset`, in order, in batches (validation and inference). Its workers live as
+    long as the loader: a run builds it once and every evaluation reuses them."""
     shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
-    return DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size, num_workers=workers)
+    return DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size, num_workers=workers,
+                      persistent_workers=workers > 0)
+
+
+def waited(batches, clock: dict):
+    """`batches`, adding to clock["wait"] the seconds spent waiting for each one (the loader's share of an
+    epoch: near 0 when the workers keep ahead of the model)."""
+    batches = iter(batches)
+    while True:
+        started = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        clock["wait"] += time.perf_counter() - started
+        yield batch
 
 
 @torch.no_grad()
-def mixed_validation_kl(model, dataset, batch_size: int, d: distributed.Dist, workers: int, mix_cfg, seed: int) -> float:
+def mixed_validation_kl(model, loader: DataLoader, d: distributed.Dist, mix_cfg, seed: int) -> float:
     """The mean over validation batches of the batch-mean plain KL on image-mixed batches (Cranjis-McB
     validated its mosaic warm-up epochs on mosaicked batches: the printed loss and its best-checkpoint
     choice, RECIPES.md 4.4). Each rank's shard; the mix of its batch k is seeded with (seed, k)."""
     model.eval()
     losses = []
-    for k, batch in enumerate(shard_loader(dataset, batch_size, d, workers)):
+    for k, batch in enumerate(loader):
         batch = to_device(batch, d.device)
         batch["image_mix"] = dict(mix_cfg, seed=int(np.random.default_rng([seed, k]).integers(2**62)))
         out = model(batch)
@@ -123,13 +139,14 @@ def mixed_validation_kl(model, dataset, batch_size: int, d: distributed.Dist, wo
 
 
 @torch.no_grad()
-def predict(model, dataset, batch_size: int, d: distributed.Dist, tta: bool, workers: int, flips) -> np.ndarray:
-    """Probabilities for every item of `dataset` (in order), sharded over ranks and gathered; TTA flips
-    the inputs the training flips act on."""
+def predict(model, loader: DataLoader, d: distributed.Dist, tta: bool, flips) -> np.ndarray:
+    """Probabilities for every item of the shard_loader's dataset (in order), sharded over ranks and
+    gathered; TTA flips the inputs the training flips act on."""
+    dataset = loader.dataset.dataset  # the Subset's
     inputs = {name: source.input for name, source in dataset.sources.items() if name in dataset.flip_inputs}
     model.eval()
     probs = []
-    for batch in tqdm(shard_loader(dataset, batch_size, d, workers), desc="validate", leave=False, disable=not d.main):
+    for batch in tqdm(loader, desc="validate", leave=False, disable=not d.main):
         probs.append(tta_probabilities(model, to_device(batch, d.device), inputs, tta, flips).cpu().numpy())
     mine = np.concatenate(probs) if probs else np.zeros((0, 6), np.float32)
     return np.concatenate(distributed.gather(d, mine))
@@ -211,7 +228,8 @@ def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
         datasets[min_votes] = HMSDataset(
             prepared, positions, one_window_per_eeg=sm.one_window_per_eeg,
             time_shift_seconds=sm.time_shift_seconds, flip_lr_p=cfg.aug.flip_lr_p,
-            flip_fb_p=cfg.aug.flip_fb_p, seed=seed, flip_inputs=cfg.aug.flip_inputs, window_offsets=offsets)
+            flip_fb_p=cfg.aug.flip_fb_p, seed=seed, flip_inputs=cfg.aug.flip_inputs, window_offsets=offsets,
+            reader=cfg.data.reader)
         samplers[min_votes] = EpochSampler(len(datasets[min_votes]), tr.batch_size, seed, d.rank, d.world)
     epoch_steps = [samplers[stage_min_votes(sm, e)].steps // tr.accumulate for e in range(tr.epochs)]
     total_steps = sum(epoch_steps) if tr.max_steps is None else min(tr.max_steps, sum(epoch_steps))
@@ -271,8 +289,12 @@ def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
     logger = make_logger(cfg.logger, run_dir, d.main)
     logger.log_config(OmegaConf.to_container(cfg, resolve=True))
     eval_model = ema.module if ema is not None else model
-    val_set = (HMSDataset(prepared, val_pos, flip_inputs=cfg.aug.flip_inputs, window_offsets=offsets)
-               if len(val_pos) else None)
+    val_set = (HMSDataset(prepared, val_pos, flip_inputs=cfg.aug.flip_inputs, window_offsets=offsets,
+                          reader=cfg.data.reader) if len(val_pos) else None)
+    val_loader = shard_loader(val_set, tr.val_batch_size, d, cfg.data.num_workers) if val_set is not None else None
+    # one loader per stage, built once: its workers persist over epochs (a new worker's first windows are
+    # its slowest), and the sampler hands them each index with its epoch, (epoch, i)
+    train_loaders = {}
     if (cfg.aug.cutmix_p > 0 or cfg.aug.mosaic_epochs > 0) and not getattr(model, "supports_image_mix", False):
         raise ValueError(f"aug.cutmix_p / aug.mosaic_epochs mix the model's images: {type(model).__name__} "
                          "does not (spectrogram_cnn does)")
@@ -287,13 +309,11 @@ def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
         """The validation fold's scores now (flip TTA only for the final, reported score). With trainer.keep_best
         the best evaluation by trainer.best_metric wins: its weights go to best.pt, its predictions to oof.csv
         (the checkpoint chosen on the fold it is scored on: an optimistic CV, as Cranjis-McB's)."""
-        probs = predict(eval_model, val_set, tr.val_batch_size, d, cfg.aug.tta and final, cfg.data.num_workers,
-                        cfg.aug.tta_flips)
+        probs = predict(eval_model, val_loader, d, cfg.aug.tta and final, cfg.aug.tta_flips)
         oof = oof_frame(rows.iloc[val_pos], probs)
         metrics = score(oof, prior, oracle, sm.val_min_votes)
         if mosaic_epoch(cfg.aug, epoch) and cfg.aug.mosaic_validation:
-            metrics["val_kl_mosaic"] = mixed_validation_kl(eval_model, val_set, tr.val_batch_size, d,
-                                                           cfg.data.num_workers, {"kind": "mosaic"}, seed + epoch)
+            metrics["val_kl_mosaic"] = mixed_validation_kl(eval_model, val_loader, d, {"kind": "mosaic"}, seed + epoch)
         if not tr.keep_best:
             if d.main:
                 oof.to_csv(run_dir / "oof.csv", index=False)
@@ -316,18 +336,20 @@ def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
     for epoch in range(start_epoch, tr.epochs):
         if tr.max_steps is not None and step >= tr.max_steps:
             break
-        dataset, sampler = datasets[stage_min_votes(sm, epoch)], samplers[stage_min_votes(sm, epoch)]
-        dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, drop_last=True,
-                            num_workers=cfg.data.num_workers, pin_memory=cuda,
-                            persistent_workers=False)
+        stage = stage_min_votes(sm, epoch)
+        samplers[stage].set_epoch(epoch)
+        if stage not in train_loaders:
+            train_loaders[stage] = DataLoader(datasets[stage], batch_size=tr.batch_size, sampler=samplers[stage],
+                                              drop_last=True, num_workers=cfg.data.num_workers, pin_memory=cuda,
+                                              persistent_workers=cfg.data.num_workers > 0)
+        loader = train_loaders[stage]
         # half_epochs (Cranjis-McB): after the batches i > 0 with i % (len // 2 - 1) == 0, not at the epoch's end
         eval_every = max(1, len(loader) // 2 - 1)
         evaluations = []
         net.train()
-        started, losses, seen = time.time(), [], 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tr.epochs}", disable=not d.main, leave=False)
+        started, losses, seen, clock = time.time(), [], 0, {"wait": 0.0}
+        bar = tqdm(waited(loader, clock), total=len(loader), desc=f"epoch {epoch + 1}/{tr.epochs}", disable=not d.main,
+                   leave=False)
         for i, batch in enumerate(bar):
             batch = to_device(batch, d.device)
             if pseudo is not None:  # a pseudo-labelled row's target is its pseudo-label
@@ -384,7 +406,8 @@ def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
         train_seconds, train_samples = train_seconds + seconds, train_samples + seen
 
         record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)) if losses else math.nan,
-                  "lr": scheduler.get_last_lr()[0], "seconds": seconds, "samples": seen}
+                  "lr": scheduler.get_last_lr()[0], "seconds": seconds, "samples": seen,
+                  "loader_wait_s": clock["wait"]}
         if val_set is not None and tr.eval_at == "epoch_end":
             last = epoch == tr.epochs - 1 or (tr.max_steps is not None and step >= tr.max_steps)
             record |= evaluate(epoch, final=last)

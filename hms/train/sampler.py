@@ -1,5 +1,7 @@
 """The order of training samples: a pure function of (seed, epoch), sharded over DDP ranks so that the
-ranks' batches together are exactly the one-process batch of the same global size."""
+ranks' batches together are exactly the one-process batch of the same global size. Each index comes with
+its epoch, (epoch, i): the Dataset draws its augmentation from them, so persistent DataLoader workers (which
+never see a set_epoch on the main process's Dataset) stay in step."""
 import numpy as np
 from torch.utils.data import Sampler
 
@@ -24,7 +26,7 @@ class EpochSampler(Sampler):
                  else np.arange(self.n))
         order = order[: self.steps * self.batch_size * self.world]
         # global batch k is order[k*B*W:(k+1)*B*W]; rank r takes every W-th sample of it
-        return iter(order[self.rank::self.world].tolist())
+        return iter([(self.epoch, i) for i in order[self.rank::self.world].tolist()])
 
     def __len__(self) -> int:
         return self.steps * self.batch_size

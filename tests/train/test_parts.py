@@ -57,15 +57,17 @@ def test_cosine_schedule_warms_up_then_decays_each_step():
     assert lrs[-1] < 0.01
 
 
-def test_sampler_shards_make_the_global_batch():
-    one = list(EpochSampler(50, 8, seed=3))
-    ranks = [list(EpochSampler(50, 4, seed=3, rank=r, world=2)) for r in range(2)]
+def test_sampler_shards_make_the_global_batch_and_carry_the_epoch():
+    indices = lambda sampler: [i for _, i in sampler]
+    one = indices(EpochSampler(50, 8, seed=3))
+    ranks = [indices(EpochSampler(50, 4, seed=3, rank=r, world=2)) for r in range(2)]
     assert len(one) == 48
     for k in range(6):
         assert sorted(one[k * 8:(k + 1) * 8]) == sorted(ranks[0][k * 4:(k + 1) * 4] + ranks[1][k * 4:(k + 1) * 4])
     s = EpochSampler(50, 8, seed=3)
     s.set_epoch(1)
-    assert list(s) != one and sorted(set(one)) == sorted(one)
+    assert indices(s) != one and sorted(set(one)) == sorted(one)
+    assert {epoch for epoch, _ in s} == {1}  # what persistent workers, which never see set_epoch, draw from
 
 
 def test_seed_any_integer():
