@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv train test bench clean-data
+.PHONY: venv train test bench bench-quick clean-data
 
 venv: $(VENV)/.installed
 
@@ -20,8 +20,12 @@ train: venv
 test: venv
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests
 
+# Every benchmark -> bench.json and a table (scripts/bench.py); `make bench-quick` in under 2 minutes.
 bench: venv
-	$(PY) scripts/bench_frontend.py
+	HF_HUB_OFFLINE=1 $(PY) scripts/bench.py
+
+bench-quick: venv
+	HF_HUB_OFFLINE=1 $(PY) scripts/bench.py --quick
 
 clean-data:
 	rm -rf datamount/synthetic

@@ -3,6 +3,7 @@ cross-validation (the figure blend_weights.py --method stack costs), and with --
 cross-validated KL and seconds.
 
     python scripts/bench_blend.py [--models 20] [--rows 20000] [--seed 0] [--compare] [--hms3-epochs 801]
+        [--json PATH]
 
 The set: true class logits per row (a Gaussian draw plus a class prior), targets = 10-28 votes drawn
 from their softmax (every row has 10+ votes, so every row is a fit row: the slowest case), patients of
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from hms.benchmark import append_figures, figure
 from hms.data.kaggle import run_main
 from hms.layout import VOTE_COLUMNS
 from hms.ensemble.blend import blend_report, compared_methods, cross_fitted, format_report
@@ -45,6 +47,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", action="store_true", help="also every method's cross-validated KL and seconds")
     parser.add_argument("--hms3-epochs", type=int, default=801, help="hms3's SGD epochs in --compare (published: 801)")
+    parser.add_argument("--json", default=None, help="append the figures to this JSON list (scripts/bench.py)")
     args = parser.parse_args()
     base, logp = synthetic_set(args.models, args.rows, args.seed)
     names = [f"model{m}" for m in range(args.models)]
@@ -55,6 +58,8 @@ def main():
     print(format_report(result))
     print(f"stack with nested CV (5 outer x 5 inner folds x {len(result['options']['stack']['penalties'])} "
           f"penalties, then the final fit): {seconds:.1f} s")
+    append_figures(args.json, [figure(f"blend: stack fit with nested CV, {args.models} models x {args.rows} rows",
+                                      [seconds], "s", cv_kl=result["report"]["blend_cross_validated"]["kl_10plus"])])
     if args.compare:
         target = base[list(VOTE_COLUMNS)].to_numpy()
         groups, fit_rows = base.patient_id.to_numpy(), np.ones(len(base), bool)

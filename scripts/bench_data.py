@@ -74,11 +74,11 @@ def read_into_page_cache(paths) -> None:
                 pass
 
 
-def loader_epochs(dataset, workers: int, epochs: int, persistent: bool) -> list[float]:
-    """Seconds of each epoch of a DataLoader (batch 32, EpochSampler) over `dataset`, workers persistent
-    or re-created every epoch (the cost of the latter: every epoch's workers start cold)."""
-    sampler = EpochSampler(len(dataset), 32, seed=0)
-    loader = DataLoader(dataset, batch_size=32, sampler=sampler, num_workers=workers,
+def loader_epochs(dataset, batch: int, workers: int, epochs: int, persistent: bool) -> list[float]:
+    """Seconds of each epoch of a DataLoader (EpochSampler) over `dataset`, workers persistent or re-created
+    every epoch (the cost of the latter: every epoch's workers start cold)."""
+    sampler = EpochSampler(len(dataset), batch, seed=0)
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                         persistent_workers=persistent and workers > 0)
     seconds = []
     for epoch in range(epochs):
@@ -172,12 +172,14 @@ def main() -> int:
         steady, first = medians[f"Dataset {reader}, unflipped"]
         print(f"  {reader}: {steady / notebook:.0f}x the notebook's steady rate, {first / notebook:.0f}x on its first pass")
 
-    print(f"DataLoader epochs ({args.workers} workers, batch 32, training flips; windows/s of epoch 1, then the "
+    batch = min(32, len(training))
+    print(f"DataLoader epochs ({args.workers} workers, batch {batch}, training flips; windows/s of epoch 1, then the "
           f"median of epochs 2-{args.epochs}):")
     for reader in READERS:
         training.reader = reader
         for persistent in (True, False):
-            epoch_rates = rates(32 * (len(training) // 32), loader_epochs(training, args.workers, args.epochs, persistent))
+            seconds = loader_epochs(training, batch, args.workers, args.epochs, persistent)
+            epoch_rates = rates(batch * (len(training) // batch), seconds)
             label = f"loader {reader}, {'persistent' if persistent else 'new'} workers"
             figures += [figure(f"data: {label}, epoch 1", epoch_rates[:1], "windows/s"),
                         figure(f"data: {label}, later epochs", epoch_rates[1:], "windows/s")]

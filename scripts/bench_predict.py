@@ -1,7 +1,7 @@
 """Inference speed: windows per second per checkpoint, with and without flip TTA (4 views).
 
     python scripts/bench_predict.py [--sizes tiny published_hgnet] [--batch-size 8] [--windows 16]
-        [--threads 2] [--device cpu] [--tta both|no|yes]
+        [--threads 2] [--device cpu] [--tta both|no|yes] [--repeats 1] [--json PATH]
 
 For each fusion size a checkpoint is written in the training loop's format (random weights, the shape
 is what costs) to a temp dir, loaded back with hms.ensemble.predict.load_model and run over `windows`
@@ -10,7 +10,6 @@ predict_dataset, after one warm-up batch.
 """
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from hms.benchmark import append_figures, figure, rates, repeat_seconds
 from hms.data.kaggle import run_main
 from hms.ensemble.predict import load_model, predict_dataset
 
@@ -49,7 +49,10 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tta", choices=["both", "no", "yes"], default="both",
                         help="time without and/or with the flip TTA (4 forwards per window)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes over the windows")
+    parser.add_argument("--json", default=None, help="append the figures to this JSON list (scripts/bench.py)")
     args = parser.parse_args()
+    figures = []
     torch.set_num_threads(args.threads)
     data = windows(args.windows)
     print(f"device {args.device}, {args.threads} threads, batch {args.batch_size}, {args.windows} windows")
@@ -60,11 +63,14 @@ def main():
             params = sum(p.numel() for p in model.parameters()) / 1e6
             for tta in {"both": (False, True), "no": (False,), "yes": (True,)}[args.tta]:
                 predict_dataset(model, data[:args.batch_size], ("eeg", "spec"), args.batch_size, tta, args.device, progress=False)
-                start = time.perf_counter()
-                predict_dataset(model, data, ("eeg", "spec"), args.batch_size, tta, args.device, progress=False)
-                seconds = time.perf_counter() - start
-                print(f"{size:18s} {params:7.1f}M {'yes' if tta else 'no':>4s} {args.windows / seconds:10.2f} "
-                      f"{seconds / args.windows:9.3f}", flush=True)
+                seconds, _ = repeat_seconds(lambda: predict_dataset(model, data, ("eeg", "spec"), args.batch_size, tta,
+                                                                    args.device, progress=False), args.repeats, warmup=0)
+                figures.append(figure(f"predict fusion {size}, {'flip TTA' if tta else 'no TTA'}",
+                                      rates(args.windows, seconds), "windows/s", batch=args.batch_size,
+                                      device=args.device, params_m=round(params, 2)))
+                print(f"{size:18s} {params:7.1f}M {'yes' if tta else 'no':>4s} {args.windows / min(seconds):10.2f} "
+                      f"{min(seconds) / args.windows:9.3f}", flush=True)
+    append_figures(args.json, figures)
 
 
 if __name__ == "__main__":

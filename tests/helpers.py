@@ -27,6 +27,14 @@ def options(group: str) -> list[str]:
 
 MODELS, SIZES = options("model"), options("size")
 
+# The 15th-place recipe shrunk to CPU size: only the sizes change, every other number is the preset's.
+HMS15_TINY = ["pretrained=false", "size=tiny", "model.extractors.wavenet.montage=chris8",
+              "model.extractors.wavenet.channels=[4,4]", "model.extractors.wavenet.layers=[3,1]",
+              "model.extractors.wavenet.input_pool=10", "model.extractors.wavenet.downsample=10",
+              "model.extractors.stft.hop_length=184", "model.extractors.spec_attn.pool=[10,4]",
+              "model.extractors.spec_attn.hidden=16", "trainer.epochs=1", "trainer.max_steps=2",
+              "trainer.batch_size=4", "data.num_workers=0", "sampling.train_min_votes=1"]
+
 
 def input_batch(n: int = 2, names=None, seed: int = 0) -> dict:
     """A batch holding a random window of every declared input (or of `names`)."""

@@ -15,6 +15,7 @@ import pytest
 
 from hms.layout import SUBMISSION_COLUMNS, VOTE_COLUMNS
 from hms.metric import score_submission
+from tests.helpers import HMS15_TINY
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "run_train.sh"
@@ -125,13 +126,6 @@ def test_an_output_folder_with_other_folds_is_refused(tmp_path):
     assert not (tmp_path / "data").exists()  # refused before any training or data generation
 
 
-# The 15th-place recipe shrunk to CPU size: only the sizes change, every other number is the preset's.
-HMS15_TINY = ["pretrained=false", "size=tiny", "model.extractors.wavenet.montage=chris8",
-              "model.extractors.wavenet.channels=[4,4]", "model.extractors.wavenet.layers=[3,1]",
-              "model.extractors.wavenet.input_pool=10", "model.extractors.wavenet.downsample=10",
-              "model.extractors.stft.hop_length=184", "model.extractors.spec_attn.pool=[10,4]",
-              "model.extractors.spec_attn.hidden=16", "trainer.epochs=1", "trainer.max_steps=2",
-              "trainer.batch_size=4", "data.num_workers=0", "sampling.train_min_votes=1"]
 
 
 @pytest.mark.slow

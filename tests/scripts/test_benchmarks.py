@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on tiny inputs (their figures are reported, never asserted here:
 speed goals do not belong in timed tests), and their equality checks between the two paths hold."""
+import json
 import re
 import subprocess
 import sys
@@ -13,12 +14,26 @@ def run(*args):
     return done.stdout
 
 
-def test_bench_data_runs_and_both_paths_return_the_same_windows(small_set):
+def test_bench_data_runs_and_both_paths_return_the_same_windows(small_set, tmp_path):
     out = run(SCRIPTS / "bench_data.py", "--root", small_set, "--samples", "6", "--notebook-samples", "3",
-              "--passes", "1", "--rebuild")
+              "--passes", "1", "--rebuild", "--workers", "1", "--epochs", "2", "--json", tmp_path / "data.json")
     assert re.search(r"peak resident memory \d+\.\d\d GB", out)
-    ratios = [float(r) for r in re.findall(r"(\d+)x", out.splitlines()[-1])]
-    assert len(ratios) == 2 and min(ratios) > 1  # slices of a memory map beat reading parquet files
+    figures = {f["name"]: f for f in json.loads((tmp_path / "data.json").read_text())}
+    notebook = figures["data: notebook pattern (pandas parquet), steady"]["median"]
+    for reader in ("pread", "map"):  # reading the caches beats reading parquet files, on a first pass too
+        for when in ("first pass", "steady"):
+            assert figures[f"data: Dataset {reader}, unflipped, {when}"]["median"] > notebook
+        assert figures[f"data: loader {reader}, persistent workers, later epochs"]["repeats"] == 1
+
+
+def test_bench_py_writes_bench_json_with_the_machine_and_a_table(tmp_path):
+    out = run(SCRIPTS / "bench.py", "--quick", "--only", "blend", "--out", tmp_path / "bench.json")
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["quick"] and report["machine"]["cores"] >= 1 and report["machine"]["torch"]
+    (figure,) = report["figures"]
+    assert figure["name"].startswith("blend: stack fit with nested CV") and figure["unit"] == "s"
+    assert figure["min"] <= figure["median"] <= figure["max"] and figure["benchmark"] == "blend"
+    assert figure["name"] in out and "wrote" in out.splitlines()[-1]
 
 
 def test_bench_frontend_runs_and_matches_the_cpu_recipes():

@@ -1,8 +1,10 @@
 """The training loop end to end on a small synthetic set: outputs, reproducibility, resume, NaN guard,
 loggers, distributed equality, config composition and overfitting a tiny batch."""
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from hms.layout import PRED_COLUMNS, VOTE_COLUMNS
 from hms.train.checkpoint import load
 from hms.train.losses import kl_per_sample
 
-from tests.helpers import CONF, REPO
+from tests.helpers import CONF, HMS15_TINY, REPO
 
 
 def config(root, *overrides):
@@ -138,6 +140,21 @@ def test_two_ddp_processes_match_one(small_set, tmp_path):
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(a[list(PRED_COLUMNS)], b[list(PRED_COLUMNS)], atol=1e-4)
     assert one.stdout.strip().splitlines()[-1].startswith("run_dir: ")
+
+
+@pytest.mark.slow
+def test_the_readmes_torchrun_line_trains_with_two_processes(small_set, tmp_path):
+    """README's torchrun line (the 15th-place preset), as written but for 2 processes, CPU sizes and 2 steps."""
+    line = next(l for l in (REPO / "README.md").read_text().splitlines() if l.startswith("torchrun --nproc_per_node="))
+    program, *args = line.split()
+    args = ["--nproc_per_node=2" if a.startswith("--nproc_per_node=") else a for a in args]
+    args = [str(REPO / a) if a == "train.py" else a for a in args if not a.startswith("hydra.run.dir=")]
+    smoke = [f"data.root={small_set}", *HMS15_TINY, "trainer.batch_size=2", "aug.tta=false", f"hydra.run.dir={tmp_path}"]
+    done = subprocess.run([str(Path(sys.executable).parent / program), "--master_port=29533", *args, *smoke],
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["val_kl"] is not None and (tmp_path / "oof.csv").exists()
 
 
 def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(small_set, tmp_path, capsys):
