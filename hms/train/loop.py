@@ -106,7 +106,15 @@ def shard_loader(dataset, batch_size: int, d: distributed.Dist, workers: int) ->
     long as the loader: a run builds it once and every evaluation reuses them."""
     shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
     return DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size, num_workers=workers,
-                      persistent_workers=workers > 0)
+                      persistent_workers=workers > 0, generator=own_generator())
+
+
+def own_generator() -> torch.Generator:
+    """A DataLoader's own generator: each new iterator of a loader draws its workers' base seed from it,
+    which would otherwise be a draw from the global torch RNG, the one augmentation uses, so that the
+    augmentation of epoch 2 on would depend on how many loaders were made (and on persistent_workers).
+    Our items take no randomness from it (HMSDataset draws from (seed, epoch, index))."""
+    return torch.Generator().manual_seed(0)
 
 
 def waited(batches, clock: dict):
@@ -341,7 +349,8 @@ def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
         if stage not in train_loaders:
             train_loaders[stage] = DataLoader(datasets[stage], batch_size=tr.batch_size, sampler=samplers[stage],
                                               drop_last=True, num_workers=cfg.data.num_workers, pin_memory=cuda,
-                                              persistent_workers=cfg.data.num_workers > 0)
+                                              persistent_workers=cfg.data.num_workers > 0,
+                                              generator=own_generator())
         loader = train_loaders[stage]
         # half_epochs (Cranjis-McB): after the batches i > 0 with i % (len // 2 - 1) == 0, not at the epoch's end
         eval_every = max(1, len(loader) // 2 - 1)
