@@ -5,7 +5,7 @@ from pathlib import Path
 
 from tests.helpers import REPO
 
-FLOW = [["layout"], ["metric", "log"], ["data"], ["signal"], ["synthetic", "models"], ["train", "ensemble"],
+FLOW = [["layout", "benchmark"], ["metric", "log"], ["data"], ["signal"], ["synthetic", "models"], ["train", "ensemble"],
         ["clinical"]]
 LEVEL = {package: level for level, packages in enumerate(FLOW) for package in packages}
 
