@@ -1,7 +1,7 @@
 """Write the embedded synthetic HMS data set: the Kaggle layout (train and test parts) plus oracle.csv
 (true probabilities: the Bayes floor), solution.csv and stats.json.
 
-    python scripts/make_synthetic.py --out DIR [--patients N] [--seed S] [--workers 2]
+    python scripts/make_synthetic.py --out DIR [--patients N] [--seed S] [--workers 2] [--line-hz 60|50]
 """
 import argparse
 import json
@@ -17,8 +17,9 @@ def main():
                         help=f"train patients (default {DEFAULT_PATIENTS}); test patients are 10%% more")
     parser.add_argument("--seed", type=int, default=0, help="0 <= seed < 2**32")
     parser.add_argument("--workers", type=int, default=2, help="processes")
+    parser.add_argument("--line-hz", type=int, choices=[50, 60], default=60, help="mains frequency of the recordings")
     args = parser.parse_args()
-    out = make_synthetic(args.out, patients=args.patients, seed=args.seed, workers=args.workers)
+    out = make_synthetic(args.out, patients=args.patients, seed=args.seed, workers=args.workers, line_hz=args.line_hz)
     stats = json.loads((out / "stats.json").read_text())
     print(json.dumps({k: v for k, v in stats.items() if k != "highvote"}))
     print("10+ vote rows:", json.dumps(stats["highvote"]))

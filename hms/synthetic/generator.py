@@ -5,7 +5,8 @@ floor (oracle.csv).
 Structure, as in the real data: a patient has recordings; a recording is one spectrogram that 1-3
 EEGs (consecutive chunks of it) share; an EEG carries 1-3 annotations (vote draws), each labelling
 1-6 overlapping 50 s sub-windows. Each EEG has one state (labels.py) that sets both its
-waveforms (signals.py) and its true vote probabilities.
+waveforms (signals.py: the brain; recording.py: reference, offsets, drift, line noise, EKG lead, one
+chain per recording) and its true vote probabilities.
 """
 import json
 import shutil
@@ -25,9 +26,10 @@ from hms.layout import (CLASSES, EEG_COLUMNS, EEG_RATE, EEG_TO_SPEC_SECONDS, EEG
 from hms.signal.kaggle_spectrogram import kaggle_spectrogram
 from hms.synthetic.labels import (EXPERT_SHARE, STATE_MIX, consensus, draw_state, draw_votes,
                                        label_stats, true_probabilities)
-from hms.synthetic.signals import background, draw_traits, eeg_record
+from hms.synthetic.recording import LINE_FREQUENCIES, draw_chain, eeg_record
+from hms.synthetic.signals import background, draw_traits
 
-GENERATOR_VERSION = 2  # bump when the output changes, so ensure_synthetic rebuilds old sets
+GENERATOR_VERSION = 3  # bump when the output changes, so ensure_synthetic rebuilds old sets
 DEFAULT_PATIENTS = 450  # ~1,300 train EEGs, ~650 10+ vote windows, ~1.5 GB
 TEST_PATIENT_SHARE = 0.1
 PATIENT_CONCENTRATION = 3.0  # Dirichlet: each patient has a few dominant states
@@ -51,7 +53,7 @@ def _annotations(rng) -> tuple[list[tuple[int, int]], list[bool]]:
     return windows, experts
 
 
-def plan_dataset(patients: int, seed: int) -> dict:
+def plan_dataset(patients: int, seed: int, line_hz: int = 60) -> dict:
     """Everything but the signals: ids, states, votes, offsets, and one job per recording.
 
     Cheap (no signals), so label statistics of any size can be checked in a test."""
@@ -103,7 +105,7 @@ def plan_dataset(patients: int, seed: int) -> dict:
             plan["jobs"].append({"split": "train", "spec_id": spec_id, "traits": traits, "eegs": eegs,
                                  "spec_rows": (last_offset + SPEC_WINDOW_SECONDS) // SPEC_STEP_SECONDS})
     for i, job in enumerate(plan["jobs"]):
-        job["seed"] = [seed, i]
+        job["seed"], job["line_hz"] = [seed, i], line_hz
     return plan
 
 
@@ -157,9 +159,10 @@ def build_recording(job: dict, root: Path) -> None:
     """Generate and write one recording: its EEG chunks and their shared spectrogram (worker process)."""
     rng = np.random.default_rng(job["seed"])
     split, traits = job["split"], job["traits"]
+    chain = draw_chain(rng)  # the electrodes stay on for the whole recording
     chunks = []
     for eeg in job["eegs"]:
-        signal = eeg_record(eeg["state"], eeg["seconds"], traits, rng)
+        signal = eeg_record(eeg["state"], eeg["seconds"], traits, chain, rng, job["line_hz"])
         _write_parquet({c: signal[:, i] for i, c in enumerate(EEG_COLUMNS)},
                        root / f"{split}_eegs" / f"{eeg['id']}.parquet", floats_only=True)
         chunk = {"start": eeg["start"], "seconds": eeg["seconds"], "signal": signal}
@@ -174,7 +177,7 @@ def build_recording(job: dict, root: Path) -> None:
                    root / f"{split}_spectrograms" / f"{job['spec_id']}.parquet", floats_only=False)
 
 
-def _write_tables(plan: dict, root: Path, patients: int, seed: int) -> dict:
+def _write_tables(plan: dict, root: Path, generator: dict) -> dict:
     train = pd.DataFrame(plan["train"], columns=list(TRAIN_COLUMNS))
     train.to_csv(root / "train.csv", index=False)
     test = pd.DataFrame(plan["test"], columns=list(TEST_COLUMNS))
@@ -187,7 +190,7 @@ def _write_tables(plan: dict, root: Path, patients: int, seed: int) -> dict:
     oracle.to_csv(root / "oracle.csv", index=False)
     all_rows = label_stats(train, np.array(plan["truth"]), min_votes=1)
     stats = {
-        "generator": {"version": GENERATOR_VERSION, "patients": patients, "seed": seed},
+        "generator": generator,
         "train_patients": int(train.patient_id.nunique()), "test_patients": int(test.patient_id.nunique()),
         "train_eegs": int(train.eeg_id.nunique()), "test_eegs": len(test),
         "train_spectrograms": int(train.spectrogram_id.nunique()), "train_rows": len(train),
@@ -206,9 +209,15 @@ def _is_synthetic_set(folder: Path) -> bool:
         return False
 
 
+def _generator_key(patients, seed, line_hz) -> dict:
+    """What identifies a built set (stats.json "generator"): ensure_synthetic rebuilds when it differs."""
+    return {"version": GENERATOR_VERSION, "patients": patients, "seed": seed, "line_hz": line_hz}
+
+
 def make_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, workers: int = 2,
-                   progress: bool = True) -> Path:
-    """Write the complete data set folder (train + test parts, oracle.csv, solution.csv, stats.json).
+                   progress: bool = True, line_hz: int = 60) -> Path:
+    """Write the complete data set folder (train + test parts, oracle.csv, solution.csv, stats.json),
+    with mains line noise at `line_hz` (60 as in the HMS recordings, or 50).
 
     Built in a temp folder beside out_dir and renamed at the end, so an interrupted build never
     leaves a half-written set; an existing synthetic set there is replaced, any other folder is not."""
@@ -216,11 +225,13 @@ def make_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, wor
         raise ValueError(f"patients must be a positive integer, got {patients!r}")
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    if line_hz not in LINE_FREQUENCIES:
+        raise ValueError(f"line_hz must be one of {LINE_FREQUENCIES}, got {line_hz!r}")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not _is_synthetic_set(out_dir):
         raise FileExistsError(f"{out_dir}: exists and is not a synthetic data set; choose another --out")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    plan = plan_dataset(int(patients), int(seed))
+    plan = plan_dataset(int(patients), int(seed), int(line_hz))
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.building-"))
     try:
         for sub in ("train_eegs", "train_spectrograms", "test_eegs", "test_spectrograms"):
@@ -236,7 +247,7 @@ def make_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, wor
                 build_recording(job, tmp)
                 bar.update()
         bar.close()
-        _write_tables(plan, tmp, int(patients), int(seed))
+        _write_tables(plan, tmp, _generator_key(int(patients), int(seed), int(line_hz)))
         old = None
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
@@ -249,11 +260,12 @@ def make_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, wor
     return out_dir
 
 
-def ensure_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, workers: int = 2) -> Path:
+def ensure_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, workers: int = 2,
+                     line_hz: int = 60) -> Path:
     """The trainer's generate-on-first-use: a no-op when a complete set of this generator version,
-    size and seed is there; otherwise (re)builds it."""
+    size, seed and line frequency is there; otherwise (re)builds it."""
     out_dir = Path(out_dir)
-    wanted = {"version": GENERATOR_VERSION, "patients": patients, "seed": seed}
+    wanted = _generator_key(patients, seed, line_hz)
     try:
         found = json.loads((out_dir / "stats.json").read_text()).get("generator")
     except (OSError, ValueError):
@@ -261,5 +273,5 @@ def ensure_synthetic(out_dir, patients: int = DEFAULT_PATIENTS, seed: int = 0, w
     if found != wanted:
         why = "first use" if found is None else f"found {found}, want {wanted}"
         print(f"building the embedded synthetic data set in {out_dir} ({why})", flush=True)
-        make_synthetic(out_dir, patients=patients, seed=seed, workers=workers)
+        make_synthetic(out_dir, patients=patients, seed=seed, workers=workers, line_hz=line_hz)
     return out_dir

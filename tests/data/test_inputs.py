@@ -97,8 +97,10 @@ def test_the_declared_input_is_cached_sliced_and_flipped(small_set, tmp_path):
 
 
 def test_a_model_of_the_new_input_trains_validates_and_predicts(small_set, tmp_path):
+    # stop_on_divergence off: two smoke steps of an unnormalised model on the raw envelope (with the embedded
+    # set's drift and mains) may look diverged; this test is about the input's path, not the model's quality
     cfg = config(small_set, f"data.inputs=[{','.join(NAMES)}]", "trainer=smoke", "trainer.max_steps=2",
-                 "aug=default", "aug.tta=true", "trainer.batch_size=4")
+                 "aug=default", "aug.tta=true", "trainer.batch_size=4", "trainer.stop_on_divergence=false")
     cfg.model = OmegaConf.create({"_target_": f"{__name__}.EnvelopeModel"})
     metrics = loop.train(cfg, tmp_path)
     assert metrics["steps"] == 2 and metrics["val_kl"] is not None

@@ -1,5 +1,5 @@
-"""The synthetic set follows the real layout to the letter, is deterministic, its labels look like the
-real 10+ vote rows, and every class carries its defining morphology."""
+"""The synthetic set follows the real layout to the letter, is deterministic, and its labels look like
+the real 10+ vote rows (the signals: test_signals.py; against real EEG: test_realism.py)."""
 import json
 import subprocess
 import sys
@@ -10,13 +10,11 @@ import pytest
 
 from hms.data.kaggle import (read_eeg, read_spectrogram, read_submission_csv, read_test_csv,
                              read_train_csv)
-from hms.layout import (CLASSES, CONSENSUS_NAMES, EEG_COLUMNS, EEG_RATE, EEG_TO_SPEC_SECONDS,
-                             SPEC_COLUMNS, TRAIN_COLUMNS, VOTE_COLUMNS)
+from hms.layout import (CLASSES, CONSENSUS_NAMES, EEG_COLUMNS, EEG_RATE, EEG_TO_SPEC_SECONDS, SPEC_COLUMNS,
+                        TRAIN_COLUMNS, VOTE_COLUMNS)
 from hms.signal.kaggle_spectrogram import kaggle_spectrogram
 from hms.synthetic import GENERATOR_VERSION, ensure_synthetic, make_synthetic, plan_dataset
 from hms.synthetic.labels import OTHER, draw_votes, label_stats, true_probabilities
-from hms.synthetic.report import bipolar, realism_report
-from hms.synthetic.signals import FOCI, eeg_record, pattern
 
 from tests.helpers import REPO
 
@@ -124,70 +122,19 @@ def test_true_probabilities_mix_class_clarity_and_confusions():
     assert all(1 <= draw_votes(rng, clear, False).sum() <= 7 for _ in range(50))
 
 
-TRAITS = {"amplitude": 15.0, "exponent": 1.7, "alpha_hz": 10.0, "alpha_amp": 8.0, "beta_amp": 2.0,
-          "sleepy": False, "blink_per_min": 0.0, "muscle_per_min": 0.0, "line_noise": 0.0, "pop_rate": 0.0,
-          "ekg_leak": 0.0, "heart_hz": 1.2, "ekg_amp": 600.0, "side": -1, "focus": FOCI[1],
-          "discharge_hz": 1.0, "delta_hz": 2.0, "seizure_hz": 5.0, "triphasic": True}
-LEFT, RIGHT = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]  # bipolar rows of the banana
-FRONT, BACK = [0, 4, 8, 12], [3, 7, 11, 15]  # Fp-F* and *-O pairs
-
-
-def _record(name, seconds=50, seed=0):
-    state = {"label": CLASSES.index(name), "clarity": 1.0, "partner": OTHER, "visibility": 0.0}
-    traits = TRAITS | {"sleepy": False}
-    return bipolar(np.nan_to_num(eeg_record(state, seconds, traits, np.random.default_rng(seed))))
-
-
-def _band(x, low, high):
-    f = np.fft.rfftfreq(x.shape[-1], 1 / EEG_RATE)
-    return (np.abs(np.fft.rfft(x, axis=-1)) ** 2)[..., (f >= low) & (f < high)].sum(axis=-1)
-
-
-def _periodicity(x, period_s):
-    """Autocorrelation of the smoothed sharpness envelope at the discharge period (1 = periodic)."""
-    env = np.convolve(np.abs(np.diff(x, axis=-1)).sum(axis=0), np.ones(20) / 20, mode="same")
-    env -= env.mean()
-    lag = int(period_s * EEG_RATE)
-    return max(np.dot(env[:-k], env[k:]) / np.dot(env, env) for k in range(lag - 10, lag + 10))
-
-
-def test_each_class_shows_its_defining_morphology():
-    background = _record("other")
-    lrda, grda = _record("lrda"), _record("grda")
-    delta = lambda x, rows: _band(x[rows], 0.5, 4).sum()
-    assert delta(lrda, LEFT) > 4 * delta(lrda, RIGHT)  # one hemisphere (the patient's left)
-    assert 0.5 < delta(grda, LEFT) / delta(grda, RIGHT) < 2  # bilateral ...
-    assert _band(grda[FRONT], 0.5, 4).sum() > 2 * _band(grda[BACK], 0.5, 4).sum()  # ... frontally predominant
-    for rhythmic in (lrda, grda):  # rhythmic: a peak at the delta frequency, not broadband slowing
-        assert _band(rhythmic, 1.8, 2.2).sum() > 5 * _band(rhythmic, 0.5, 1.5).sum() / 2.5
-        assert delta(rhythmic, LEFT + RIGHT) > 3 * delta(background, LEFT + RIGHT)
-    lpd, gpd = _record("lpd"), _record("gpd")
-    assert _periodicity(lpd[LEFT], 1.0) > 0.4 and _periodicity(gpd, 1 / 1.2) > 0.4
-    assert _periodicity(background[LEFT], 1.0) < 0.2
-    broadband = lambda x, rows: _band(x[rows], 4, 20).sum()
-    assert broadband(lpd, LEFT) > 4 * broadband(lpd, RIGHT)  # lateralised, fading across the midline
-    assert 0.5 < broadband(gpd, LEFT) / broadband(gpd, RIGHT) < 2  # bilaterally synchronous
-    seizure = _record("seizure", seconds=60)  # onset within the first 12 s, evolved after 12-25 s more
-    window = lambda x, start: x[:, start * EEG_RATE:(start + 10) * EEG_RATE]
-    assert _band(window(seizure, 45), 2.5, 10).sum() > 2 * _band(window(seizure, 2), 2.5, 10).sum()  # amplitude
-    f = np.fft.rfftfreq(10 * EEG_RATE, 1 / EEG_RATE)
-    peak = lambda x: f[2 * 10:][(np.abs(np.fft.rfft(x, axis=1)) ** 2).sum(axis=0)[2 * 10:].argmax()]
-    assert 2.5 < peak(window(seizure, 45)) < peak(window(seizure, 12))  # frequency (it slows down)
-    alone = pattern("seizure", 2.0, 60 * EEG_RATE, TRAITS, np.random.default_rng(0))
-    involved = lambda x: (x.std(axis=1) > 0.3 * x.std(axis=1).max()).sum()
-    assert involved(window(alone, 45)) > involved(window(alone, 12))  # spread over the scalp
-
-
 def test_ensure_synthetic_builds_once_and_rebuilds_stale_sets(tmp_path):
     out = ensure_synthetic(tmp_path / "set", patients=2, seed=1)
     stats = out / "stats.json"
-    assert json.loads(stats.read_text())["generator"] == {"version": GENERATOR_VERSION, "patients": 2, "seed": 1}
+    assert json.loads(stats.read_text())["generator"] == {"version": GENERATOR_VERSION, "patients": 2, "seed": 1,
+                                                          "line_hz": 60}
     built = stats.stat().st_mtime_ns
     ensure_synthetic(out, patients=2, seed=1)
     assert stats.stat().st_mtime_ns == built  # a no-op when complete
     stats.write_text(json.dumps({"generator": {"version": 0}}))
     ensure_synthetic(out, patients=2, seed=1)
     assert json.loads(stats.read_text())["generator"]["version"] == GENERATOR_VERSION
+    ensure_synthetic(out, patients=2, seed=1, line_hz=50)  # another mains frequency is another set
+    assert json.loads(stats.read_text())["generator"]["line_hz"] == 50
     assert [p.name for p in tmp_path.iterdir()] == ["set"]  # no temp folders left behind
     foreign = tmp_path / "mine"
     foreign.mkdir()
@@ -206,8 +153,6 @@ def test_make_synthetic_script_rejects_bad_input(tmp_path, args, message):
     assert not (tmp_path / "x").exists()
 
 
-def test_realism_report_writes_a_png_per_class_and_the_table(tiny_set, tmp_path, real_hms):
-    table = realism_report(tiny_set, tmp_path / "report", real_hms / "train_highvote_rows.csv")
-    assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == sorted(f"{c}.png" for c in CLASSES)
-    assert "| prior kl |" in table and "| 0.845 |" in table
-    assert (tmp_path / "report" / "label_stats.md").read_text() == table
+def test_make_synthetic_rejects_a_mains_frequency_other_than_50_or_60(tmp_path):
+    with pytest.raises(ValueError, match="line_hz must be one of"):
+        make_synthetic(tmp_path / "x", patients=2, line_hz=55)
