@@ -170,7 +170,10 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(small_set, tmp_path):
     process = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"data.root={small_set}", "model=stft",
                                 "aug=none", "trainer.epochs=200", "data.num_workers=0", "trainer.batch_size=4",
                                 f"hydra.run.dir={tmp_path}"], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                               # a shell without job control starts background jobs with SIGINT ignored, and
+                               # Python keeps an ignored SIGINT ignored: give the child the default back
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (tmp_path / "checkpoint.pt").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.5)
