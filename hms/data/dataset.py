@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from hms.data.inputs import get_inputs
 from hms.data.kaggle import DataError, read_test_csv
-from hms.data.prepare import Prepared, count_rows
+from hms.data.prepare import READERS, Prepared, count_rows
 from hms.layout import EEG_RATE, VOTE_COLUMNS
 
 log = logging.getLogger("hms.data")
@@ -69,6 +69,8 @@ class HMSDataset(Dataset):
                         s.input.flip_order([name])
         self.seed = seed % 2**32
         self.epoch = 0
+        if reader not in READERS:  # once here, not per window
+            raise ValueError(f"data.reader must be one of {READERS}, got {reader!r}")
         self.reader = reader
 
     def set_epoch(self, epoch: int) -> None:
