@@ -24,6 +24,42 @@ def repeat_seconds(fn, repeats: int = 3, warmup: int = 1) -> tuple[list[float], 
     return seconds, result
 
 
+def median_seconds(fn, repeats: int = 3) -> float:
+    """Median seconds of fn after one warm-up call."""
+    return statistics.median(repeat_seconds(fn, repeats)[0])
+
+
+def gemm_seconds(m: int, k: int, n: int, device="cpu", repeats: int = 3) -> float:
+    """Seconds of one float32 [m, k] @ [k, n] product: what a step that is this GEMM cannot beat on this
+    machine (a conv1d STFT is one, its im2col rows being the frames)."""
+    import torch
+    a, b = torch.rand(m, k, device=device), torch.rand(k, n, device=device)
+    return median_seconds(lambda: _synchronised(torch.mm(a, b)), repeats)
+
+
+def copy_seconds(nbytes: int, device="cpu", repeats: int = 3) -> float:
+    """Seconds to read and write `nbytes` once (a tensor copy into a reused buffer): the floor of a step
+    that is bound by memory traffic, such as a gather or an elementwise log."""
+    import torch
+    source = torch.rand(max(nbytes // 4, 1), device=device)
+    target = torch.empty_like(source)
+    return median_seconds(lambda: _synchronised(target.copy_(source)), repeats)
+
+
+def fft_seconds(rows: int, length: int, device="cpu", repeats: int = 3) -> float:
+    """Seconds of a float32 rfft and irfft of [rows, length]: the floor of an FFT filter of that length."""
+    import torch
+    x = torch.rand(rows, length, device=device)
+    return median_seconds(lambda: _synchronised(torch.fft.irfft(torch.fft.rfft(x), n=length)), repeats)
+
+
+def _synchronised(result):
+    import torch
+    if result.device.type == "cuda":
+        torch.cuda.synchronize()
+    return result
+
+
 def figure(name: str, values, unit: str, **options) -> dict:
     """One figure: min / median / max of `values` (rates, seconds, bytes...) and how it was measured."""
     values = [float(v) for v in values]
@@ -63,9 +99,11 @@ def machine() -> dict:
 
 
 def format_table(figures: list[dict]) -> str:
-    """Figures as aligned text: name, median and [min, max] with the unit."""
+    """Figures as aligned text: name, median and [min, max] with the unit, and a step's ceiling when it has one."""
     width = max((len(f["name"]) for f in figures), default=10)
     lines = [f"{'figure':{width}s}  {'median':>12s}  {'min':>12s}  {'max':>12s}  unit"]
     for f in figures:
-        lines.append(f"{f['name']:{width}s}  {f['median']:12.4g}  {f['min']:12.4g}  {f['max']:12.4g}  {f['unit']}")
+        ceiling = f.get("options", {}).get("ceiling_ms")
+        note = f"   ceiling {ceiling:.1f} ms ({f['options']['ceiling']})" if ceiling is not None else ""
+        lines.append(f"{f['name']:{width}s}  {f['median']:12.4g}  {f['min']:12.4g}  {f['max']:12.4g}  {f['unit']}{note}")
     return "\n".join(lines)

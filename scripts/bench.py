@@ -34,7 +34,7 @@ BENCHMARKS = {
              ["--root", QUICK_SET, "--samples", "200", "--passes", "2", "--epochs", "2", "--notebook-samples", "20"]),
     "frontend": ("bench_frontend.py", ["--sizes", "tiny", "published_hgnet", "--repeats", "3"],
                  ["--sizes", "tiny", "--batch", "8", "--repeats", "2"]),
-    "predict": ("bench_predict.py", ["--sizes", "tiny", "published_hgnet", "--windows", "8", "--repeats", "2"],
+    "predict": ("bench_predict.py", ["--sizes", "tiny", "published_hgnet", "--windows", "2", "--batch-size", "2"],
                 ["--sizes", "tiny", "--windows", "8", "--tta", "no"]),
     "blend": ("bench_blend.py", [], ["--models", "5", "--rows", "4000"]),
     "ddp": ("bench_ddp.py", ["--root", QUICK_SET, "--model", "fusion", "--steps", "10"],

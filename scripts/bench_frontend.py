@@ -12,7 +12,9 @@ recipe (scipy butter + sosfiltfilt, then librosa), producing the same images:
   The device runs hms.signal.spectra.MelSpectrogram; the CPU runs librosa.feature.melspectrogram.
 - stft: the stft extractor's "fine" preset (banana16, band-pass 0.5-20 Hz, |STFT|^2 110/64/23 to 20 Hz).
 Prints windows per second of both, the ratio and the largest difference relative to the peak of the
-power (frames more than 10 s from the window's ends). Both sides share this machine's CPU cores; on a
+power (frames more than 10 s from the window's ends), then each step's milliseconds beside its ceiling
+here: a bare GEMM of the step's shape (STFT and mel projection), a bare rfft + irfft (the filter) or a
+memory copy of its input and output (montage, dB). Both sides share this machine's CPU cores; on a
 GPU only the device side changes.
 """
 import argparse
@@ -26,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import signal as scipy_signal
 
-from hms.benchmark import append_figures, figure, rates, repeat_seconds
+from hms.benchmark import append_figures, copy_seconds, fft_seconds, figure, gemm_seconds, rates, repeat_seconds
 from hms.data.kaggle import run_main
 from hms.data.inputs import INPUTS, random_batch
 from hms.models.stft import STFT_PRESETS
@@ -138,18 +140,54 @@ def compare(name, device_fn, cpu_fn, eeg, inner, device, repeats, figures) -> No
 
 
 def profile_steps(name, steps, eeg, device, repeats, figures) -> None:
-    """Milliseconds per batch of each step of a front-end, in order, each fed the previous step's output
-    (steps: [(label, fn)]); the sum is the path's cost and its slowest step the place to work on."""
+    """Milliseconds per batch of each step of a front-end, in order, each fed the previous step's output,
+    beside the step's ceiling on this machine (steps: [(label, fn, ceiling)], ceiling(input, output) ->
+    (seconds, what bounds it)). The sum is the path's cost; a step far from its ceiling is the place to work."""
     x = torch.from_numpy(eeg).to(device)
     parts = []
     with torch.no_grad():
-        for label, fn in steps:
+        for label, fn, ceiling in steps:
             seconds, out = repeat_seconds(synchronised(lambda: fn(x), device), repeats)
+            floor, bound = ceiling(x, out)
             figures.append(figure(f"frontend {name} step: {label}", [1000 * s for s in seconds], "ms/batch",
-                                  batch=len(eeg)))
-            parts.append(f"{label} {1000 * np.median(seconds):.1f}")
+                                  batch=len(eeg), ceiling_ms=1000 * floor, ceiling=bound,
+                                  of_ceiling=floor / float(np.median(seconds))))
+            parts.append(f"{label} {1000 * np.median(seconds):.1f} (ceiling {1000 * floor:.1f}, {bound})")
             x = out
-    print(f"  {name:5s} steps, ms per batch of {len(eeg)}: " + ", ".join(parts))
+    print(f"  {name:5s} steps, ms per batch of {len(eeg)}:\n    " + "\n    ".join(parts))
+
+
+def memory_ceiling(x, out):
+    """A gather or elementwise step reads its input and writes its output once at least."""
+    return copy_seconds((x.nbytes + out.nbytes) // 2, x.device), "memory copy of input and output"
+
+
+def filter_ceiling(band: SpectralFilter):
+    def ceiling(x, out):
+        rows, n = x.reshape(-1, x.shape[-1]).shape
+        return fft_seconds(rows, band.fft_length(n), x.device), f"rfft + irfft at length {band.fft_length(n)}"
+    return ceiling
+
+
+def conv_gemm_seconds(stft: BandLimitedSTFT, signals: int, frames: int, device) -> float:
+    """The strided conv1d STFT is one GEMM: [signals x frames, kernel width] @ [width, 2 x bins]."""
+    bins, _, width = stft.wcos.shape
+    return gemm_seconds(signals * frames, width, 2 * bins, device)
+
+
+def mel_ceiling(mel: MelSpectrogram):
+    def ceiling(x, out):
+        signals, n_mels, frames = out.shape
+        bins = mel.basis_t.shape[0]
+        return (conv_gemm_seconds(mel.stft, signals, frames, x.device)
+                + gemm_seconds(signals * frames, bins, n_mels, x.device)), "the Fourier GEMM + the mel GEMM"
+    return ceiling
+
+
+def stft_ceiling(stft: BandLimitedSTFT):
+    def ceiling(x, out):
+        return conv_gemm_seconds(stft, out.shape[0], out.shape[-1], x.device), "the Fourier GEMM"
+    return ceiling
 
 
 def main():
@@ -188,10 +226,11 @@ def main():
     compare("mel3", lambda x: device_mel3(x, band3, mel3), cpu_mel3, eeg, slice(None), device, args.repeats, figures)
     pairs = PAIRS.to(device)
     flat = lambda x: x.reshape(-1, x.shape[-1])
-    profile_steps("mel", [("montage", pairs), ("filter", band), ("mel power", lambda x: mel(flat(x))),
-                          ("dB", power_to_db)], eeg, device, args.repeats, figures)
-    profile_steps("stft", [("montage", pairs), ("filter", band), ("power", lambda x: stft(flat(x)))],
-                  eeg, device, args.repeats, figures)
+    profile_steps("mel", [("montage", pairs, memory_ceiling), ("filter", band, filter_ceiling(band)),
+                          ("mel power", lambda x: mel(flat(x)), mel_ceiling(mel)),
+                          ("dB", power_to_db, memory_ceiling)], eeg, device, args.repeats, figures)
+    profile_steps("stft", [("montage", pairs, memory_ceiling), ("filter", band, filter_ceiling(band)),
+                           ("power", lambda x: stft(flat(x)), stft_ceiling(stft))], eeg, device, args.repeats, figures)
     # the 16th place's 640 x 1920 image: the device renderer on the batch vs the per-sample reference
     spec = (rng.random((args.batch, 300, 400)) * 20).astype(np.float32)
     eeg_mel = rng.random((args.batch, 226, 512)).astype(np.float32)

@@ -147,6 +147,14 @@ class SpectralFilter(nn.Module):
             self._gains[key] = gain
         return self._gains[key]
 
+    def fft_length(self, n: int) -> int:
+        """The FFT length a length-n signal is filtered at: zero-phase, with at least `pad` samples of odd
+        extension on each side (at most n - 1, the reflection's limit); causal, n + taps - 1 so the
+        wrap-around stays out of the first n samples."""
+        if self.causal:
+            return fast_length(n + len(self.taps) - 1)
+        return min(fast_length(n + 2 * self.pad), n + 2 * (n - 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.sections) == 0:
             return x
@@ -154,16 +162,15 @@ class SpectralFilter(nn.Module):
 
     def zero_phase(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[-1]
-        extra = min(fast_length(n + 2 * self.pad), n + 2 * (n - 1)) - n  # at least `pad` on each side
+        extra = self.fft_length(n) - n
         extended = odd_extend(x, extra // 2, extra - extra // 2)
         spectrum = torch.fft.rfft(extended).mul_(self.gain(extended.shape[-1], x.device))  # in place: a big tensor
         filtered = torch.fft.irfft(spectrum, n=extended.shape[-1])
         return filtered[..., extra // 2:extra // 2 + n]
 
     def causal_pass(self, x: torch.Tensor) -> torch.Tensor:
-        """x convolved with the taps; zero-padding to n + taps - 1 keeps the FFT's wrap-around out of the first n
-        samples, which are then lfilter's output from zero state."""
+        """x convolved with the taps: the first n samples are lfilter's output from zero state."""
         n = x.shape[-1]
-        length = fast_length(n + len(self.taps) - 1)
+        length = self.fft_length(n)
         spectrum = torch.fft.rfft(x, n=length).mul_(self.gain(length, x.device))
         return torch.fft.irfft(spectrum, n=length)[..., :n]

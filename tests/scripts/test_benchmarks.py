@@ -36,7 +36,10 @@ def test_bench_py_writes_bench_json_with_the_machine_and_a_table(tmp_path):
     assert figure["name"] in out and "wrote" in out.splitlines()[-1]
 
 
-def test_bench_frontend_runs_and_matches_the_cpu_recipes():
-    out = run(SCRIPTS / "bench_frontend.py", "--batch", "2", "--sizes")
+def test_bench_frontend_runs_and_matches_the_cpu_recipes(tmp_path):
+    out = run(SCRIPTS / "bench_frontend.py", "--batch", "2", "--sizes", "--repeats", "1", "--json", tmp_path / "f.json")
     differences = [float(d) for d in re.findall(r"largest difference (\S+) of the peak", out)]
     assert len(differences) == 3 and max(differences) < 1e-3  # mel, stft and the 3rd-place mel give librosa's numbers
+    steps = [f for f in json.loads((tmp_path / "f.json").read_text()) if " step: " in f["name"]]
+    assert [f["name"].split(": ")[1] for f in steps] == ["montage", "filter", "mel power", "dB", "montage", "filter", "power"]
+    assert all(f["options"]["ceiling_ms"] > 0 and f["options"]["ceiling"] for f in steps)

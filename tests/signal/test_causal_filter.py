@@ -142,3 +142,18 @@ def test_random_band_pass_without_replacement_changes_every_drawn_channel():
     assert changed[False].mean().item() == pytest.approx(4.5, abs=0.4)  # 1 + randint(8) distinct channels
     assert changed[True].mean() < changed[False].mean() - 0.2  # duplicates draws change fewer channels
     assert changed[False].min() >= 1 and changed[False].max() <= 8
+
+
+@pytest.mark.parametrize("preset, n, length", [("bandpass0.5-20", 10000, 12800),  # 2 s of extension each side
+                                               ("bandpass0.5-20", 100, 298),  # short: the reflection's limit n-1
+                                               ("bandpass0.5-20_causal_o2", 10000, None)])
+def test_fft_length_is_the_length_each_pass_filters_at(preset, n, length):
+    band = SpectralFilter(preset)
+    expected = length or min(m for m in (2**a * f for a in range(20) for f in (1, 5, 25)) if m >= n + len(band.taps) - 1)
+    assert band.fft_length(n) == expected
+    calls = []
+    real_rfft = torch.fft.rfft
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.fft, "rfft", lambda x, n=None: calls.append(n or x.shape[-1]) or real_rfft(x, n=n))
+        assert band(torch.randn(2, n)).shape == (2, n)
+    assert calls == [expected]
