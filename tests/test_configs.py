@@ -35,7 +35,10 @@ def test_every_family_keeps_the_model_contract(family):
     assert all(v.shape == (2, 6) for v in out["aux"].values())
     loss = out["logits"].sum() + sum(v.sum() for v in out["aux"].values())
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    # an attention score's bias shifts every instance's score alike, which the softmax cancels: its gradient is
+    # zero but for rounding (exactly zero in some runs), so it is the one parameter allowed none
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and not n.endswith("attention.score.bias")
+               and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing, missing
     if hasattr(model, "forward_features"):  # an extractor: forward is head(forward_features)
         features = model.forward_features(input_batch(2))

@@ -57,7 +57,7 @@ class AttentionPool(nn.Module):
         super().__init__()
         self.value = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh())
         self.gate = nn.Sequential(nn.Linear(dim, hidden), nn.Sigmoid()) if gated else None
-        self.score = nn.Linear(hidden, 1)
+        self.score = nn.Linear(hidden, 1)  # its bias is kept for the published weights; softmax ignores it
         self.dropout, self.renormalise = dropout, renormalise
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,13 +23,19 @@ def real_files(real_hms):
 
 
 @pytest.fixture(scope="module")
+def real_medians(real_files):
+    """Each real file's median signal statistics over 5 windows, by file name."""
+    return {p.name: medians([window_statistics(w) for w in file_windows(p, 5)]) for p in real_files}
+
+
+@pytest.fixture(scope="module")
 def realism_set(tmp_path_factory):
     """About 130 train EEGs: enough for medians to settle within the real ranges."""
     return make_synthetic(tmp_path_factory.mktemp("realism") / "set", patients=45, seed=1, progress=False)
 
 
-def test_real_files_show_what_the_generator_must_reproduce(real_files):
-    real = {p.name: medians([window_statistics(w) for w in file_windows(p, 5)]) for p in real_files}
+def test_real_files_show_what_the_generator_must_reproduce(real_medians):
+    real = real_medians
     hms_train, hms_test, eegmat = real["1000913311.parquet"], real["3911565283.parquet"], real["Subject04_2.edf"]
     for raw in (hms_train, hms_test):  # raw HMS files: offsets with a negative shared part, drift, 60 Hz
         assert 13 < raw["dc_offset_uv"] < 20 and raw["dc_shared_uv"] < -12 and raw["drift_share"] > 0.7
@@ -40,9 +46,8 @@ def test_real_files_show_what_the_generator_must_reproduce(real_files):
     assert ranges["kurtosis"][0] == pytest.approx(eegmat["kurtosis"])  # ... but not for brain figures
 
 
-def test_embedded_set_medians_lie_inside_the_real_ranges(realism_set, real_files):
-    real = {p.name: medians([window_statistics(w) for w in file_windows(p, 5)]) for p in real_files}
-    ranges = real_ranges(real)
+def test_embedded_set_medians_lie_inside_the_real_ranges(realism_set, real_medians):
+    ranges = real_ranges(real_medians)
     windows = folder_windows(realism_set, 400)
     measured = [window_statistics(w) for _, w in windows]
     ours = medians(measured)
