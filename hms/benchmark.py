@@ -34,7 +34,7 @@ def gemm_seconds(m: int, k: int, n: int, device="cpu", repeats: int = 3) -> floa
     machine (a conv1d STFT is one, its im2col rows being the frames)."""
     import torch
     a, b = torch.rand(m, k, device=device), torch.rand(k, n, device=device)
-    return median_seconds(lambda: _synchronised(torch.mm(a, b)), repeats)
+    return median_seconds(synchronised(lambda: torch.mm(a, b), device), repeats)
 
 
 def copy_seconds(nbytes: int, device="cpu", repeats: int = 3) -> float:
@@ -43,21 +43,27 @@ def copy_seconds(nbytes: int, device="cpu", repeats: int = 3) -> float:
     import torch
     source = torch.rand(max(nbytes // 4, 1), device=device)
     target = torch.empty_like(source)
-    return median_seconds(lambda: _synchronised(target.copy_(source)), repeats)
+    return median_seconds(synchronised(lambda: target.copy_(source), device), repeats)
 
 
 def fft_seconds(rows: int, length: int, device="cpu", repeats: int = 3) -> float:
     """Seconds of a float32 rfft and irfft of [rows, length]: the floor of an FFT filter of that length."""
     import torch
     x = torch.rand(rows, length, device=device)
-    return median_seconds(lambda: _synchronised(torch.fft.irfft(torch.fft.rfft(x), n=length)), repeats)
+    return median_seconds(synchronised(lambda: torch.fft.irfft(torch.fft.rfft(x), n=length), device),
+                          repeats)
 
 
-def _synchronised(result):
+def synchronised(fn, device):
+    """fn, waiting for the device's queue: a GPU returns before it has computed."""
     import torch
-    if result.device.type == "cuda":
-        torch.cuda.synchronize()
-    return result
+
+    def run():
+        result = fn()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        return result
+    return run
 
 
 def figure(name: str, values, unit: str, **options) -> dict:

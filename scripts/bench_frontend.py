@@ -28,7 +28,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import signal as scipy_signal
 
-from hms.benchmark import append_figures, copy_seconds, fft_seconds, figure, gemm_seconds, rates, repeat_seconds
+from hms.benchmark import (append_figures, copy_seconds, fft_seconds, figure, gemm_seconds, rates, repeat_seconds,
+                           synchronised)
 from hms.data.kaggle import run_main
 from hms.data.inputs import INPUTS, random_batch
 from hms.models.stft import STFT_PRESETS
@@ -108,16 +109,6 @@ def cpu_stft(eeg: np.ndarray):
                                                     center=False)[:STFT_BINS]) ** 2 for x in cpu_pairs(s)])
                       for s in eeg])
     return power, power
-
-
-def synchronised(fn, device: torch.device):
-    """fn, waiting for the device's queue: a GPU returns before it has computed."""
-    def run():
-        result = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return result
-    return run
 
 
 def compare(name, device_fn, cpu_fn, eeg, inner, device, repeats, figures) -> None:
