@@ -1,7 +1,8 @@
 """Data loading speed: the training Dataset (windows of the prepared caches, read by pread or copied out of
 the memory map: data.reader) beside the pattern of the public starter notebooks (pandas reads the sample's
 EEG and spectrogram parquet files, then slices them with iloc / a boolean mask), on the same rows; the
-DataLoader's epochs with persistent and with per-epoch workers; and the peak memory of building the caches.
+DataLoader's epochs with persistent and with per-epoch workers, and the ThreadLoader's (data.loader=threads);
+and the peak memory of building the caches.
 
     python scripts/bench_data.py [--root datamount/synthetic] [--samples 400] [--rebuild] [--passes 3]
         [--workers 2] [--epochs 3] [--default-malloc] [--json PATH]
@@ -31,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from hms.benchmark import append_figures, figure, rates
 from hms.data.dataset import HMSDataset
+from hms.data.loader import ThreadLoader
 from hms.data.kaggle import eeg_path, run_main, spectrogram_path
 from hms.layout import EEG_RATE, EEG_WINDOW, SPEC_WINDOW_SECONDS
 from hms.data.prepare import READERS, load_prepared, prepare_data
@@ -74,12 +76,16 @@ def read_into_page_cache(paths) -> None:
                 pass
 
 
-def loader_epochs(dataset, batch: int, workers: int, epochs: int, persistent: bool) -> list[float]:
-    """Seconds of each epoch of a DataLoader (EpochSampler) over `dataset`, workers persistent or re-created
-    every epoch (the cost of the latter: every epoch's workers start cold)."""
+def loader_epochs(dataset, batch: int, workers: int, epochs: int, kind: str) -> list[float]:
+    """Seconds of each epoch (EpochSampler) over `dataset` of a DataLoader whose workers are "persistent" or
+    "new" every epoch (the cost of the latter: every epoch's workers start cold), or of a ThreadLoader
+    ("threads": `workers` threads of this process, data.loader=threads)."""
     sampler = EpochSampler(len(dataset), batch, seed=0)
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
-                        persistent_workers=persistent and workers > 0)
+    if kind == "threads":
+        loader = ThreadLoader(dataset, batch, sampler, threads=workers, drop_last=True)
+    else:
+        loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+                            persistent_workers=kind == "persistent" and workers > 0)
     seconds = []
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
@@ -177,10 +183,10 @@ def main() -> int:
           f"median of epochs 2-{args.epochs}):")
     for reader in READERS:
         training.reader = reader
-        for persistent in (True, False):
-            seconds = loader_epochs(training, batch, args.workers, args.epochs, persistent)
+        for kind in ("persistent", "new", "threads"):
+            seconds = loader_epochs(training, batch, args.workers, args.epochs, kind)
             epoch_rates = rates(batch * (len(training) // batch), seconds)
-            label = f"loader {reader}, {'persistent' if persistent else 'new'} workers"
+            label = f"loader {reader}, {args.workers} threads" if kind == "threads" else f"loader {reader}, {kind} workers"
             figures += [figure(f"data: {label}, epoch 1", epoch_rates[:1], "windows/s"),
                         figure(f"data: {label}, later epochs", epoch_rates[1:], "windows/s")]
             print(f"  {label:40s} {epoch_rates[0]:8.1f}  {statistics.median(epoch_rates[1:]):8.1f}")

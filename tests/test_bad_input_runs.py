@@ -37,13 +37,14 @@ BAD_VALUES = [
     ("sampling.val_dedup=best", "sampling.val_dedup"), ("sampling.window=edge", "sampling.window"),
     ("sampling.folds=random", "sampling.folds"), ("sampling.train_min_votes=-1", "sampling.train_min_votes"),
     ("sampling.time_shift_seconds=-5", "sampling.time_shift_seconds"), ("data.reader=mmap", "data.reader"),
+    ("data.loader=fork", "data.loader"), ("data.loader=threads data.num_workers=0", "data.num_workers"),
 ]
 
 
 @pytest.mark.parametrize("override, key", BAD_VALUES)
 def test_a_bad_value_is_refused_in_one_line_naming_its_key(override, key):
     with pytest.raises(ConfigError) as info:
-        check_config(compose_config(override))
+        check_config(compose_config(*override.split()))
     message = str(info.value)
     assert message.startswith(key) and "\n" not in message, message
 

@@ -80,6 +80,12 @@ class HMSDataset(Dataset):
         return len(self.groups)
 
     def __getitem__(self, index) -> dict:
+        return self.fill(index)
+
+    def fill(self, index, windows: dict | None = None) -> dict:
+        """The item of `index`; with `windows` (input name -> an array of its window's shape and dtype, such
+        as a row of a batch buffer: hms.data.loader.ThreadLoader) its windows are read into those and
+        left out of the item."""
         epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         rng = np.random.default_rng([self.seed, epoch, index])
         group = self.groups[index]
@@ -90,8 +96,10 @@ class HMSDataset(Dataset):
         item = {}
         for name, source in self.sources.items():
             order = source.input.flip_order(flips) if name in self.flip_inputs else None
-            item[name] = torch.from_numpy(source.read(self.source_ids[name][row], self.offsets[name][row], shift, order,
-                                                      self.reader))
+            window = source.read(self.source_ids[name][row], self.offsets[name][row], shift, order, self.reader,
+                                 out=None if windows is None else windows[name])
+            if windows is None:
+                item[name] = torch.from_numpy(window)
         if "eeg" in self.sources:  # where the label's centre sits in the shifted EEG window (3rd place)
             item["centre"] = self.sources["eeg"].centre(self.source_ids["eeg"][row], self.offsets["eeg"][row], shift)
         return item | {

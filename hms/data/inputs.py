@@ -59,6 +59,10 @@ class Input:
         return 1 - self.time_axis
 
     @property
+    def window_shape(self) -> tuple[int, int]:
+        return (self.width, self.length) if self.channel_major else (self.length, self.width)
+
+    @property
     def has_tta(self) -> bool:
         return all(f in self.flips for f in FLIPS)
 
@@ -207,7 +211,7 @@ def random_batch(names, n: int = 1, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     batch = {}
     for name, inp in get_inputs(names).items():
-        shape = (n, inp.width, inp.length) if inp.channel_major else (n, inp.length, inp.width)
+        shape = (n, *inp.window_shape)
         batch[name] = torch.randn(*shape, generator=g) * 50 if name == "eeg" else torch.rand(*shape, generator=g) * 20
     return batch
 

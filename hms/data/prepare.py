@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from contextlib import contextmanager
 import logging
 from concurrent.futures import ProcessPoolExecutor
@@ -275,6 +276,14 @@ def windows_past_end(rows: pd.DataFrame, inp: Input, index: pd.DataFrame, root) 
 
 
 READERS = ("pread", "map")
+_OPENING = threading.Lock()
+
+
+def _into(out: np.ndarray | None, window: np.ndarray) -> np.ndarray:
+    if out is None:
+        return window
+    out[...] = window
+    return out
 
 
 @dataclass
@@ -308,19 +317,23 @@ class Source:
                                  self.first_time[source_id], offset_seconds, shift_seconds)
 
     def read(self, source_id: int, offset_seconds: float, shift_seconds: float = 0.0, order=None,
-             reader: str = "pread") -> np.ndarray:
-        """`window`'s values, flipped by the block order `order` (Input.flip_order; None: unflipped), as a
-        new array. reader "pread": read from the file, one pread per channel of a channel-major cache (in
-        flipped order, so the flip costs nothing), one for a time-major window; "map" (and without
-        os.preadv, i.e. Windows): a copy out of the memory map, 2x faster once its pages are mapped."""
+             reader: str = "pread", out: np.ndarray | None = None) -> np.ndarray:
+        """`window`'s values, flipped by the block order `order` (Input.flip_order; None: unflipped), in
+        `out` (the window's shape and dtype; e.g. a row of a batch buffer) or else a new array. reader
+        "pread": read from the file, one pread per channel of a channel-major cache (in flipped order, so
+        the flip costs nothing), one for a time-major window; "map" (and without os.preadv, i.e. Windows):
+        a copy out of the memory map, 2x faster once its pages are mapped."""
         inp = self.input
         if reader == "map" or self.path is None or not hasattr(os, "preadv"):
-            return inp.flipped_copy(self.window(source_id, offset_seconds, shift_seconds), order)
+            window = inp.flipped_copy(self.window(source_id, offset_seconds, shift_seconds), order)
+            return _into(out, window)
         n_rows, start = self.length[source_id], self.start[source_id]
         first = inp.window_start(n_rows, self.first_time[source_id], offset_seconds, shift_seconds)
         n = min(first + inp.length, n_rows) - first
-        shape = (inp.width, inp.length) if inp.channel_major else (inp.length, inp.width)
-        out = np.empty(shape, inp.dtype) if n == inp.length else np.zeros(shape, inp.dtype)  # zeros: padded
+        if out is None:
+            out = np.empty(inp.window_shape, inp.dtype)
+        if n < inp.length:  # padded past the file's end
+            out[(slice(None),) * inp.time_axis + (slice(n, None),)] = 0
         item, fd = out.itemsize, self._file()
         if inp.channel_major:
             channels = range(inp.width) if order is None else inp.flip_index(order)
@@ -329,11 +342,13 @@ class Source:
                 self._pread(fd, out[j, :n], self.header_bytes + (int(c) * total + start + first) * item)
             return out
         self._pread(fd, out[:n], self.header_bytes + (start + first) * inp.width * item)
-        return out if order is None else inp.flipped_copy(out, order)
+        return out if order is None else _into(out, inp.flipped_copy(out, order))
 
     def _file(self) -> int:
         if self._fd is None or self._fd[0] != os.getpid():  # a forked or spawned worker opens its own
-            self._fd = (os.getpid(), os.open(self.path, os.O_RDONLY))
+            with _OPENING:  # once, when loader threads (hms.data.loader) ask together
+                if self._fd is None or self._fd[0] != os.getpid():
+                    self._fd = (os.getpid(), os.open(self.path, os.O_RDONLY))
         return self._fd[1]
 
     def _pread(self, fd: int, into: np.ndarray, at: int) -> None:

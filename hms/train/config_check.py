@@ -8,6 +8,7 @@ import math
 
 from omegaconf import OmegaConf
 
+from hms.data.loader import LOADERS
 from hms.data.prepare import READERS
 from hms.data.sampling import DEDUP_RULES
 from hms.train.losses import WEIGHTINGS
@@ -58,7 +59,8 @@ def check_config(cfg) -> None:
     _integer(cfg, "data.n_folds", 2)
     _integer(cfg, "fold", -1, _value(cfg, "data.n_folds") - 1)  # -1: train on every row, no validation
     _integer(cfg, "seed")
-    _integer(cfg, "data.num_workers", 0)
+    _choice(cfg, "data.loader", LOADERS)
+    _integer(cfg, "data.num_workers", 1 if _value(cfg, "data.loader") == "threads" else 0)
     _choice(cfg, "data.reader", READERS)
     _integer(cfg, "data.fold_seed")
     tr = "trainer"

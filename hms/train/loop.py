@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hms.data.inputs import get_inputs, tta_probabilities
+from hms.data.loader import ThreadLoader
 from hms.data.sampling import pseudo_label_rows, sampling_folds, select_rows, stage_min_votes, window_offsets
 from hms.layout import PRED_COLUMNS, VOTE_COLUMNS
 from hms.metric import kl_per_row
@@ -101,12 +102,23 @@ def stored_targets(path, rows: pd.DataFrame) -> torch.Tensor:
     return torch.tensor(aligned[list(PRED_COLUMNS)].to_numpy(np.float32))
 
 
-def shard_loader(dataset, batch_size: int, d: distributed.Dist, workers: int) -> DataLoader:
-    """This rank's share of `dataset`, in order, in batches (validation and inference). Its workers live as
-    long as the loader: a run builds it once and every evaluation reuses them."""
+def make_loader(dataset, batch_size: int, data, order, drop_last: bool = False, pin_memory: bool = False):
+    """Batches of `dataset` in the order of `order` (a sampler, or a list of indices): data.loader "workers"
+    is a DataLoader with data.num_workers processes (0: this one), persistent, so that a run starts them
+    once; "threads" is hms.data.loader.ThreadLoader with data.num_workers reading threads in this process.
+    The batches are the same either way."""
+    if data.loader == "threads":
+        return ThreadLoader(dataset, batch_size, order, threads=data.num_workers, pin_memory=pin_memory,
+                            drop_last=drop_last)
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, drop_last=drop_last, num_workers=data.num_workers,
+                      pin_memory=pin_memory, persistent_workers=data.num_workers > 0, generator=own_generator())
+
+
+def shard_loader(dataset, batch_size: int, d: distributed.Dist, data):
+    """This rank's share of `dataset`, in order, in batches (validation and inference); a run builds it
+    once and every evaluation reuses it."""
     shard = np.array_split(np.arange(len(dataset)), d.world)[d.rank]
-    return DataLoader(torch.utils.data.Subset(dataset, shard.tolist()), batch_size=batch_size, num_workers=workers,
-                      persistent_workers=workers > 0, generator=own_generator())
+    return make_loader(dataset, batch_size, data, shard.tolist())
 
 
 def own_generator() -> torch.Generator:
@@ -150,7 +162,7 @@ def mixed_validation_kl(model, loader: DataLoader, d: distributed.Dist, mix_cfg,
 def predict(model, loader: DataLoader, d: distributed.Dist, tta: bool, flips) -> np.ndarray:
     """Probabilities for every item of the shard_loader's dataset (in order), sharded over ranks and
     gathered; TTA flips the inputs the training flips act on."""
-    dataset = loader.dataset.dataset  # the Subset's
+    dataset = loader.dataset
     inputs = {name: source.input for name, source in dataset.sources.items() if name in dataset.flip_inputs}
     model.eval()
     probs = []
@@ -299,7 +311,7 @@ def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
     eval_model = ema.module if ema is not None else model
     val_set = (HMSDataset(prepared, val_pos, flip_inputs=cfg.aug.flip_inputs, window_offsets=offsets,
                           reader=cfg.data.reader) if len(val_pos) else None)
-    val_loader = shard_loader(val_set, tr.val_batch_size, d, cfg.data.num_workers) if val_set is not None else None
+    val_loader = shard_loader(val_set, tr.val_batch_size, d, cfg.data) if val_set is not None else None
     # one loader per stage, built once: its workers persist over epochs (a new worker's first windows are
     # its slowest), and the sampler hands them each index with its epoch, (epoch, i)
     train_loaders = {}
@@ -347,10 +359,8 @@ def fit(cfg, run_dir: Path, d: distributed.Dist) -> dict:
         stage = stage_min_votes(sm, epoch)
         samplers[stage].set_epoch(epoch)
         if stage not in train_loaders:
-            train_loaders[stage] = DataLoader(datasets[stage], batch_size=tr.batch_size, sampler=samplers[stage],
-                                              drop_last=True, num_workers=cfg.data.num_workers, pin_memory=cuda,
-                                              persistent_workers=cfg.data.num_workers > 0,
-                                              generator=own_generator())
+            train_loaders[stage] = make_loader(datasets[stage], tr.batch_size, cfg.data, samplers[stage],
+                                               drop_last=True, pin_memory=cuda)
         loader = train_loaders[stage]
         # half_epochs (Cranjis-McB): after the batches i > 0 with i % (len // 2 - 1) == 0, not at the epoch's end
         eval_every = max(1, len(loader) // 2 - 1)

@@ -1,12 +1,16 @@
 """How windows leave the caches: positional reads (data.reader=pread) give exactly the memory map's
 windows, flipped, shifted and padded alike; persistent DataLoader workers draw each epoch's augmentation
-from the (epoch, index) the sampler hands them, as a fresh in-process read does."""
+from the (epoch, index) the sampler hands them, as a fresh in-process read does; the ThreadLoader's batches
+(data.loader=threads) are the DataLoader's."""
+import os
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from hms.data.dataset import HMSDataset
+from hms.data.loader import ThreadLoader
 from hms.data.prepare import load_prepared, prepare_data
 from hms.train.sampler import EpochSampler
 
@@ -55,3 +59,58 @@ def test_persistent_workers_draw_each_epochs_augmentation(prepared):
         here = torch.stack([dataset[(epoch, i)]["eeg"] for _, i in sampler])
         torch.testing.assert_close(by_epoch[-1], here, rtol=0, atol=0)
     assert not torch.equal(by_epoch[0], by_epoch[1])  # a new epoch, new shifts and flips
+
+
+def test_pread_into_a_dirty_buffer_zeroes_the_padding(prepared):
+    spec = prepared.sources["spec"]
+    sid = prepared.rows.spectrogram_id.iloc[0]
+    offset = spec.length[sid] * 2.0 - 100.0  # 250 of 300 rows past the end
+    into = np.full(spec.input.window_shape, np.nan, np.float32)
+    assert spec.read(sid, offset, order=np.array([1, 0, 3, 2]), out=into) is into
+    expected = spec.input.flipped_copy(spec.window(sid, offset), np.array([1, 0, 3, 2]))
+    np.testing.assert_array_equal(into, expected)
+    assert (into[50:] == 0).all()
+
+
+@pytest.mark.parametrize("reader", ["pread", "map"])
+def test_thread_loader_batches_are_the_dataloaders(prepared, reader):
+    dataset = HMSDataset(prepared, np.arange(22), flip_lr_p=0.5, flip_fb_p=0.5, time_shift_seconds=2.0, seed=3,
+                         reader=reader)
+    sampler = EpochSampler(len(dataset), 4, seed=3)
+    threads = ThreadLoader(dataset, 4, sampler, threads=2, prefetch=1, drop_last=True)
+    plain = DataLoader(dataset, batch_size=4, sampler=sampler, drop_last=True)
+    assert len(threads) == len(plain) == 5
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        got, expected = list(threads), list(plain)
+        assert len(got) == 5
+        for a, b in zip(got, expected):
+            assert list(a) == list(b)
+            for key in b:
+                assert a[key].dtype == b[key].dtype, key
+                torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True)
+    # a list of indices, the last batch short: validation's shard
+    shard = list(range(3, 13))
+    got = list(ThreadLoader(dataset, 4, shard, threads=3, prefetch=0))
+    assert [len(b["row"]) for b in got] == [4, 4, 2]
+    assert torch.cat([b["row"] for b in got]).tolist() == [dataset[i]["row"] for i in shard]
+
+
+def test_thread_loader_raises_a_readers_error_and_leaves_no_threads(prepared, tmp_path):
+    import shutil
+    import threading
+    from dataclasses import replace
+    from hms.data.kaggle import DataError
+    spec = prepared.sources["spec"]
+    truncated = tmp_path / spec.path.name
+    shutil.copyfile(spec.path, truncated)
+    os.truncate(truncated, spec.header_bytes + spec.data.nbytes // 2)  # the second half of the rows is gone
+    broken = replace(prepared, sources={**prepared.sources, "spec": replace(spec, path=truncated, _fd=None)})
+    dataset = HMSDataset(broken, np.arange(len(prepared.rows)))
+    before = threading.active_count()
+    with pytest.raises(DataError, match=f"{truncated}: shorter than its index says"):
+        for _ in ThreadLoader(dataset, 8, range(len(dataset)), threads=2):
+            pass
+    for _ in ThreadLoader(dataset, 2, range(4), threads=2):  # stopped early, as trainer.max_steps does
+        break
+    assert threading.active_count() == before

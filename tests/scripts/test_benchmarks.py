@@ -24,6 +24,7 @@ def test_bench_data_runs_and_both_paths_return_the_same_windows(small_set, tmp_p
         for when in ("first pass", "steady"):
             assert figures[f"data: Dataset {reader}, unflipped, {when}"]["median"] > notebook
         assert figures[f"data: loader {reader}, persistent workers, later epochs"]["repeats"] == 1
+        assert figures[f"data: loader {reader}, 1 threads, epoch 1"]["median"] > 0
 
 
 def test_bench_py_writes_bench_json_with_the_machine_and_a_table(tmp_path):

@@ -51,9 +51,9 @@ def test_run_dir_holds_the_contract_files(small_set, tmp_path):
     assert state["scheduler"]["last_epoch"] == 4
 
 
-def test_same_seed_same_oof(small_set, tmp_path):
+def test_same_seed_same_oof_whichever_loader_reads(small_set, tmp_path):
     run(small_set, tmp_path / "a", *QUICK, "seed=5")
-    run(small_set, tmp_path / "b", *QUICK, "seed=5")
+    run(small_set, tmp_path / "b", *QUICK, "seed=5", "data.loader=threads", "data.num_workers=2")
     a, b = pd.read_csv(tmp_path / "a/oof.csv"), pd.read_csv(tmp_path / "b/oof.csv")
     pd.testing.assert_frame_equal(a, b)
     run(small_set, tmp_path / "c", *QUICK, "seed=6")
