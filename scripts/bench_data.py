@@ -154,7 +154,7 @@ def main() -> int:
     training = HMSDataset(prepared, picks, flip_lr_p=0.5, flip_fb_p=0.5, time_shift_seconds=1.0)
     n_nb = min(len(picks), args.notebook_samples)
     paths = {f"Dataset {reader}, unflipped": (plain[reader].__getitem__, len(picks)) for reader in READERS}
-    paths["Dataset pread, flips p=0.5 + 1 s shift"] = (training.__getitem__, len(picks))
+    paths[f"Dataset {training.reader}, flips p=0.5 + 1 s shift"] = (training.__getitem__, len(picks))
     paths["notebook pattern (pandas parquet)"] = (lambda i: notebook_sample(root, rows.iloc[picks[i]]), n_nb)
     seconds = interleaved_seconds(paths, args.passes)
     for i in range(n_nb):  # the same window either way (outside the timing)

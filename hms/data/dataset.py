@@ -31,16 +31,15 @@ class HMSDataset(Dataset):
     coarser rows moves by the nearest whole row).
     window_offsets: {offset column: seconds per prepared row} replacing the rows' own window starts
     (hms.data.sampling.window_offsets; e.g. the middle of each annotation group).
-    reader: how windows leave the caches (Source.read): "pread" (positional reads: as fast in a new
-    process as in an old one) or "map" (copies out of the memory map: faster once a process has touched
-    the pages, slow on its first pass).
+    reader: how windows leave the caches (Source.read): "map" (copies out of the memory map; the faster
+    one here, first pass included) or "pread" (positional reads: no page of the map is ever touched).
     All randomness comes from (seed, epoch, index), so workers, DDP ranks and resumed runs agree; an index
     may carry its epoch, (epoch, index), which is how EpochSampler reaches persistent workers.
     """
 
     def __init__(self, prepared: Prepared, row_positions, one_window_per_eeg: bool = False,
                  time_shift_seconds: float = 0.0, flip_lr_p: float = 0.0, flip_fb_p: float = 0.0, seed: int = 0,
-                 flip_inputs=None, window_offsets: dict | None = None, reader: str = "pread"):
+                 flip_inputs=None, window_offsets: dict | None = None, reader: str = "map"):
         self.prepared = prepared
         rows = prepared.rows.iloc[np.asarray(row_positions, dtype=int)]
         self.positions = np.asarray(row_positions, dtype=int)
@@ -62,11 +61,15 @@ class HMSDataset(Dataset):
         self.shift = int(time_shift_seconds * EEG_RATE)
         self.flip_p = {"lr": flip_lr_p, "fb": flip_fb_p}
         self.flip_inputs = set(self.sources if flip_inputs is None else flip_inputs)
-        for name, p in self.flip_p.items():  # an input that cannot flip this way fails here, not mid-epoch
-            if p > 0:
-                for s in self.sources.values():
-                    if s.input.name in self.flip_inputs:
-                        s.input.flip_order([name])
+        # every input's block order of every combination of the flips in use, made once (not per window);
+        # an input that cannot flip this way fails here, not mid-epoch
+        used = [name for name, p in self.flip_p.items() if p > 0]
+        combinations = [tuple(f for k, f in enumerate(used) if mask >> k & 1) for mask in range(2 ** len(used))]
+        self.flip_orders = {name: {flips: s.input.flip_order(flips) if name in self.flip_inputs else None
+                                   for flips in combinations}
+                            for name, s in self.sources.items()}
+        # validation draws nothing: no generator to seed (26 us a window), and the same windows
+        self.draws = bool(self.shift or used or one_window_per_eeg)
         self.seed = seed % 2**32
         self.epoch = 0
         if reader not in READERS:  # once here, not per window
@@ -87,16 +90,18 @@ class HMSDataset(Dataset):
         as a row of a batch buffer: hms.data.loader.ThreadLoader) its windows are read into those and
         left out of the item."""
         epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
-        rng = np.random.default_rng([self.seed, epoch, index])
         group = self.groups[index]
-        row = group[rng.integers(len(group))] if len(group) > 1 else group[0]
-        shift = int(rng.integers(-self.shift, self.shift + 1)) / EEG_RATE if self.shift else 0.0
-        # left/right first, then front/back (both drawn for every item, so the stream of draws is fixed)
-        flips = [name for name, p in self.flip_p.items() if rng.random() < p]
+        row, shift, flips = group[0], 0.0, ()
+        if self.draws:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            row = group[rng.integers(len(group))] if len(group) > 1 else group[0]
+            shift = int(rng.integers(-self.shift, self.shift + 1)) / EEG_RATE if self.shift else 0.0
+            # left/right first, then front/back (both drawn for every item, so the stream of draws is fixed)
+            flips = tuple(name for name, p in self.flip_p.items() if rng.random() < p)
         item = {}
         for name, source in self.sources.items():
-            order = source.input.flip_order(flips) if name in self.flip_inputs else None
-            window = source.read(self.source_ids[name][row], self.offsets[name][row], shift, order, self.reader,
+            window = source.read(self.source_ids[name][row], self.offsets[name][row], shift,
+                                 self.flip_orders[name][flips], self.reader,
                                  out=None if windows is None else windows[name])
             if windows is None:
                 item[name] = torch.from_numpy(window)

@@ -126,17 +126,25 @@ class Input:
             order = flip if order is None else order[flip]
         return None if order is None or (order == np.arange(len(order))).all() else order
 
-    def flipped_copy(self, window: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-        """One copy out of the memory map: a block gather when flipped, a plain copy otherwise."""
+    def flipped_copy(self, window: np.ndarray, order: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+        """One copy of `window` (into `out`, contiguous, when given): a block gather when flipped, a plain
+        copy otherwise."""
+        if out is None:
+            out = np.empty(window.shape, window.dtype)
         if order is None:
-            return window.copy()
-        blocks = window.reshape(*window.shape[:self.flip_axis], -1, self.flip_block,
-                                *window.shape[self.flip_axis + 1:])
+            out[...] = window
+            return out
+
+        def in_blocks(a):
+            return a.reshape(*a.shape[:self.flip_axis], -1, self.flip_block, *a.shape[self.flip_axis + 1:])
         # np.take on whole blocks is 10x faster than indexing every column
-        return np.take(blocks, order, axis=self.flip_axis).reshape(window.shape)
+        np.take(in_blocks(window), order, axis=self.flip_axis, out=in_blocks(out), mode="clip")  # "raise" buffers `out`
+        return out
 
     def flip_index(self, order: np.ndarray) -> np.ndarray:
         """A block order (flip_order) as the order of the single entries along the flip axis."""
+        if self.flip_block == 1:
+            return np.asarray(order)
         return (np.asarray(order)[:, None] * self.flip_block + np.arange(self.flip_block)).ravel()
 
     def flip_tensor(self, x: torch.Tensor, names) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""How windows leave the caches: positional reads (data.reader=pread) give exactly the memory map's
-windows, flipped, shifted and padded alike; persistent DataLoader workers draw each epoch's augmentation
+"""How windows leave the caches: copies out of the memory map and positional reads (data.reader=map|pread)
+give exactly the map's windows, flipped, shifted and padded alike; persistent DataLoader workers draw each epoch's augmentation
 from the (epoch, index) the sampler hands them, as a fresh in-process read does; the ThreadLoader's batches
 (data.loader=threads) are the DataLoader's."""
 import os
@@ -20,7 +20,13 @@ def prepared(small_set):
     return load_prepared(prepare_data(small_set, progress=False))
 
 
-def test_pread_gives_the_maps_windows_flipped_shifted_and_padded(prepared):
+def entries_flipped(inp, window, order):
+    """The flip done entry by entry (not block by block, as Source.read does it)."""
+    return window.copy() if order is None else np.take(window, inp.flip_index(order), axis=inp.flip_axis)
+
+
+@pytest.mark.parametrize("reader", ["pread", "map"])
+def test_either_reader_gives_the_maps_windows_flipped_shifted_and_padded(prepared, reader):
     rows = prepared.rows
     for name, source in prepared.sources.items():
         inp = source.input
@@ -31,13 +37,13 @@ def test_pread_gives_the_maps_windows_flipped_shifted_and_padded(prepared):
             for offset, shift in ((0.0, 0.0), (3.0, -1.0), (seconds - 20.0, 0.5), (seconds + 30.0, 0.0)):
                 for flips in ((), ("lr",), ("lr", "fb")):
                     order = inp.flip_order(flips)
-                    expected = inp.flipped_copy(source.window(sid, offset, shift), order)
-                    got = source.read(sid, offset, shift, order)
+                    expected = entries_flipped(inp, source.window(sid, offset, shift), order)
+                    got = source.read(sid, offset, shift, order, reader)
                     assert got.dtype == expected.dtype and got.flags.c_contiguous
                     np.testing.assert_array_equal(got, expected, err_msg=f"{name} {sid} {offset} {flips}")
     spec = prepared.sources["spec"]
     sid = rows.spectrogram_id.iloc[0]
-    padded = spec.read(sid, spec.length[sid] * 2.0 - 100.0)  # 100 s from the end: 250 of 300 rows padded
+    padded = spec.read(sid, spec.length[sid] * 2.0 - 100.0, reader=reader)  # 100 s from the end: 250 of 300 rows padded
     assert (padded[50:] == 0).all() and not (padded[:50] == 0).all()
 
 
@@ -61,13 +67,14 @@ def test_persistent_workers_draw_each_epochs_augmentation(prepared):
     assert not torch.equal(by_epoch[0], by_epoch[1])  # a new epoch, new shifts and flips
 
 
-def test_pread_into_a_dirty_buffer_zeroes_the_padding(prepared):
+@pytest.mark.parametrize("reader", ["pread", "map"])
+def test_reading_into_a_dirty_buffer_zeroes_the_padding(prepared, reader):
     spec = prepared.sources["spec"]
     sid = prepared.rows.spectrogram_id.iloc[0]
     offset = spec.length[sid] * 2.0 - 100.0  # 250 of 300 rows past the end
     into = np.full(spec.input.window_shape, np.nan, np.float32)
-    assert spec.read(sid, offset, order=np.array([1, 0, 3, 2]), out=into) is into
-    expected = spec.input.flipped_copy(spec.window(sid, offset), np.array([1, 0, 3, 2]))
+    assert spec.read(sid, offset, order=np.array([1, 0, 3, 2]), reader=reader, out=into) is into
+    expected = entries_flipped(spec.input, spec.window(sid, offset), np.array([1, 0, 3, 2]))
     np.testing.assert_array_equal(into, expected)
     assert (into[50:] == 0).all()
 
@@ -96,21 +103,24 @@ def test_thread_loader_batches_are_the_dataloaders(prepared, reader):
     assert torch.cat([b["row"] for b in got]).tolist() == [dataset[i]["row"] for i in shard]
 
 
-def test_thread_loader_raises_a_readers_error_and_leaves_no_threads(prepared, tmp_path):
+@pytest.mark.parametrize("name", ["spec", "eeg"])  # one pread per window, one per channel
+def test_thread_loader_raises_a_readers_error_and_leaves_no_threads(prepared, tmp_path, name):
     import shutil
     import threading
     from dataclasses import replace
     from hms.data.kaggle import DataError
-    spec = prepared.sources["spec"]
-    truncated = tmp_path / spec.path.name
-    shutil.copyfile(spec.path, truncated)
-    os.truncate(truncated, spec.header_bytes + spec.data.nbytes // 2)  # the second half of the rows is gone
-    broken = replace(prepared, sources={**prepared.sources, "spec": replace(spec, path=truncated, _fd=None)})
-    dataset = HMSDataset(broken, np.arange(len(prepared.rows)))
+    source = prepared.sources[name]
+    truncated = tmp_path / source.path.name
+    shutil.copyfile(source.path, truncated)
+    # the second half of the spectrogram's rows, or of the EEG's channels, is gone
+    os.truncate(truncated, source.header_bytes + source.data.nbytes // 2)
+    broken = replace(prepared, sources={**prepared.sources, name: replace(source, path=truncated, _fd=None)})
+    dataset = HMSDataset(broken, np.arange(len(prepared.rows)), reader="pread")
     before = threading.active_count()
     with pytest.raises(DataError, match=f"{truncated}: shorter than its index says"):
         for _ in ThreadLoader(dataset, 8, range(len(dataset)), threads=2):
             pass
-    for _ in ThreadLoader(dataset, 2, range(4), threads=2):  # stopped early, as trainer.max_steps does
+    intact = HMSDataset(prepared, np.arange(len(prepared.rows)))
+    for _ in ThreadLoader(intact, 2, range(8), threads=2):  # stopped early, as trainer.max_steps does
         break
     assert threading.active_count() == before
