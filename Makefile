@@ -18,7 +18,7 @@ train: venv
 	$(PY) train.py model=fusion fold=0
 
 test: venv
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -n auto --dist loadfile  # a test file stays in one worker (its fixtures, ports)
 
 # Every benchmark -> bench.json and a table (scripts/bench.py); `make bench-quick` in under 2 minutes.
 bench: venv

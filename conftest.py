@@ -6,6 +6,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NEPTUNE_MODE", "debug")
+if "PYTEST_XDIST_WORKER" in os.environ:  # `make test` runs one pytest worker per core: one thread each, and
+    # the same for the processes a test starts (set before torch is imported)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 FIXTURES = Path(__file__).resolve().parent / "tests" / "fixtures" / "hms"
 
