@@ -94,7 +94,8 @@ class HMSDataset(Dataset):
         row, shift, flips = group[0], 0.0, ()
         if self.draws:
             rng = np.random.default_rng([self.seed, epoch, index])
-            row = group[rng.integers(len(group))] if len(group) > 1 else group[0]
+            if len(group) > 1:
+                row = group[rng.integers(len(group))]
             shift = int(rng.integers(-self.shift, self.shift + 1)) / EEG_RATE if self.shift else 0.0
             # left/right first, then front/back (both drawn for every item, so the stream of draws is fixed)
             flips = tuple(name for name, p in self.flip_p.items() if rng.random() < p)

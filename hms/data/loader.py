@@ -3,8 +3,9 @@
 Each window is copied (data.reader: out of the memory map, or by pread) straight into its row of the batch
 tensor (pinned when a GPU will copy it): no worker processes to start (each importing torch, then reading
 its first windows cold), no copy through shared memory, no collate copy of the windows. numpy's copies and
-os.preadv release the GIL, so the threads read in parallel. The small per-item values (target, ids, centre) are collated as the DataLoader collates them,
-so a batch equals the DataLoader's batch of the same indices, key for key.
+os.preadv release the GIL, so the threads read in parallel. The small per-item values (target, ids,
+centre) are collated as the DataLoader collates them, so a batch equals the DataLoader's batch of the same
+indices, key for key.
 """
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor

@@ -331,7 +331,8 @@ class Source:
         into = np.empty_like(out) if order is not None and not inp.channel_major else out
         if n < inp.length:  # padded past the file's end
             into[(slice(None),) * inp.time_axis + (slice(n, None),)] = 0
-        fd, at = self._file(), self.header_bytes + (start + first) * (1 if inp.channel_major else inp.width) * out.itemsize
+        row_bytes = out.itemsize * (1 if inp.channel_major else inp.width)  # per row of a channel or of the cache
+        fd, at = self._file(), self.header_bytes + (start + first) * row_bytes
         if inp.channel_major:
             channels = range(inp.width) if order is None else inp.flip_index(order).tolist()
             rows, stride = out if n == inp.length else out[:, :n], self.data.shape[1] * out.itemsize
