@@ -195,3 +195,18 @@ def test_bad_shapes_and_options_raise(real_pair):
         Render16(line_rule="thick")
     with pytest.raises(ValueError, match="spec_column_order"):
         Render16(spec_column_order="alphabetical")
+
+
+@pytest.mark.parametrize("n", [120_000, 120_005, 20_000])
+@pytest.mark.parametrize("largest", [False, True], ids=["smallest", "largest"])
+def test_extreme_values_equal_topk(n, largest):
+    """The grouped selection against a plain topk, with ties (rounded values), a group that does not divide n (the
+    5 values left over) and a row too short to group; the row with its extreme values in one group is the case a
+    sampled threshold would get wrong."""
+    rng = np.random.default_rng(6)
+    x = np.round(rng.standard_normal((3, n)), 1).astype(np.float32)
+    x[2, ::n // 8] = -100.0 if not largest else 100.0  # all in group 0 of the 8 interleaved groups
+    x = torch.from_numpy(x)
+    for count in (1, 7, 1201):
+        expected = x.topk(count, dim=-1, largest=largest).values
+        assert torch.equal(render.extreme_values(x, count, largest), expected)
