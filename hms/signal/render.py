@@ -27,6 +27,7 @@ empty), windows overlapping by 32 rows, a pixel lit by any trace is 1.0. The pub
 pixels it lights, derived from that function, are stated in `Render16.draw_line_plots`.
 """
 import re
+import sys
 from functools import reduce
 
 import numpy as np
@@ -60,7 +61,8 @@ TRACE_SCALES = (116.34481, 102.60141, 87.55995, 110.57861, 109.53565, 101.4466, 
 # (first row, height) of each trace's window: trace i spans rows [32i - 16, 32i + 48), the outer two are cut to 48.
 TRACE_WINDOWS = ((0, 48), *((32 * i - 16, 64) for i in range(1, len(TRACES) - 1)), (592, 48))
 NOTCH_BAND, PASS_BAND, FILTER_ORDER = (59.0, 61.0), (1.0, 70.0), 5
-QUARTER = 16  # rows per int16 bit mask: trace i's window lies in its 64-row frame [32i - 16, 32i + 48), 4 quarters
+FRAME, QUARTER = 64, 16  # trace i's window lies in its frame, image rows [32i - 16, 32i + 48): a 64-bit mask per
+# column, read as 4 int16 quarters of 16 rows (little-endian: quarter q holds bits 16q to 16q + 15)
 
 # [quirk] justpyplot's thickness 1 shifts each line by arange(-1 // 2, 1 // 2 + 1) = [-1, 0] steps, so it draws
 # every segment twice, the second copy one column and one row back along the segment's direction: lines are two
@@ -183,29 +185,30 @@ class Render16(nn.Module):
     def __init__(self, spec_column_order: str = "natural", line_rule: str = "justpyplot"):
         super().__init__()
         _check_option("line_rule", line_rule, LINE_RULES)
+        if sys.byteorder != "little":
+            raise RuntimeError("Render16 reads its 64-bit row masks as int16 quarters: it needs a little-endian host")
         self.spec_column_order, self.line_rule = spec_column_order, line_rule
         first, second = trace_electrodes()
         tops, heights = np.array(TRACE_WINDOWS).T
         geometry = line_geometry()
         # the tile's columns as runs of consecutive spectrogram columns: slices copy faster than a gather
         self.spec_column_runs = column_runs(spec_column_permutation(spec_column_order))
-        # window row + quarter_offsets[q] = row in quarter q of the trace's 64-row frame (trace 0's window starts
-        # 16 rows into its frame); runs are clipped into the window and the quarter at once (run_masks)
-        quarter_offsets = (tops - (2 * QUARTER * np.arange(len(TRACES)) - QUARTER))[None] - QUARTER * np.arange(4)[:, None]
-        run_bounds = np.clip([quarter_offsets, heights - 1 + quarter_offsets, quarter_offsets + 1,
-                              heights + quarter_offsets], 0, QUARTER)  # start from, start to, stop from, stop to
+        # window row + frame_offset = row in the trace's frame (trace 0's window starts 16 rows into its frame)
+        frame_offset = tops - (FRAME // 2 * np.arange(len(TRACES)) - FRAME // 4)
         self.crossings = int(geometry["copy_valid"].sum())
         assert geometry["copy_valid"][:self.crossings].all(), "the columns receiving a copy are not a prefix"
         buffers = {"first_electrode": first, "second_electrode": second,
                    "taps": significant_taps(trace_filter_taps()).astype(np.float32),
                    "scales": np.array(TRACE_SCALES, dtype=np.float32)[:, None],
                    "window_heights": heights.astype(np.float32)[:, None],
-                   "quarter_offsets": quarter_offsets.astype(np.int16)[:, None],  # [4, 1, 20]
-                   "run_bounds": run_bounds.astype(np.int16)[:, :, None],  # [4, 4, 1, 20]
+                   # a run's first frame row lies in [offset, offset + H - 1], one past its last in [offset + 1,
+                   # offset + H]: clamping to these clips the run into the window
+                   "run_bounds": np.stack([frame_offset, frame_offset + heights - 1, frame_offset + 1,
+                                           frame_offset + heights]).astype(np.int16),  # [4, 20]
                    "leaves_column": np.diff(geometry["columns"]).astype(np.int16)[:, None],  # dc, [3999, 1]
                    "copy_in_own_column": geometry["copy_in_own_column"].astype(np.int16)[:, None],
                    "column_samples": geometry["column_samples"].T.ravel(),  # unflattens to [3, 1599]
-                   "copy_source": geometry["copy_source"][:self.crossings], "one": np.ones((), dtype=np.int16)}
+                   "copy_source": geometry["copy_source"][:self.crossings], "one": np.ones(1, dtype=np.int64)}
         for name, value in buffers.items():
             self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)), persistent=False)
 
@@ -237,11 +240,10 @@ class Render16(nn.Module):
         """[B, 20, 10000] -> [B, 20, 4000]: the 20 traces on the central 20 s, NaN -> 0, then the causal band-stop
         and band-pass from zero state on the segment alone (one convolution with their 4000-sample impulse
         response, which is exact)."""
-        segment = eeg[..., PLOT_START:PLOT_START + PLOT_SAMPLES]
-        first = segment.index_select(1, self.first_electrode)
-        pairs = len(self.second_electrode)
-        traces = torch.cat([first[:, :pairs] - segment.index_select(1, self.second_electrode), first[:, pairs:]], 1)
-        traces = torch.where(torch.isnan(traces), 0.0, traces)  # NaN after the difference, as published
+        segment = eeg[..., PLOT_START:PLOT_START + PLOT_SAMPLES].contiguous()  # whole rows: gathers copy faster
+        traces = segment.index_select(1, self.first_electrode)
+        traces[:, :len(self.second_electrode)] -= segment.index_select(1, self.second_electrode)
+        traces = traces.nan_to_num_(nan=0.0, posinf=float("inf"), neginf=float("-inf"))  # after the difference
         return causal_convolve(traces, self.taps)
 
     def trace_levels(self, traces: torch.Tensor) -> torch.Tensor:
@@ -309,22 +311,24 @@ class Render16(nn.Module):
         # the last sample starts no segment and lights its own pixel
         first, last = (torch.cat([ends, rows[-1:]]) for ends in (first, last))
         # the union of each column's runs is one run, from the lowest first row to the highest last row
-        offsets, bounds = self.quarter_offsets.repeat(1, 1, batch), self.run_bounds.repeat(1, 1, 1, batch)
+        bounds = self.run_bounds.repeat(1, batch)
         masks = self.run_masks(self.per_column(first, torch.minimum), self.per_column(last, torch.maximum),
-                               offsets, bounds)  # [4, 1599, B * 20]
+                               bounds)  # [1599, B * 20] int64
         if self.line_rule == "justpyplot":
-            masks[:, :self.crossings] |= self.run_masks(crossing_first - crossing_back, crossing_last - crossing_back,
-                                                        offsets, bounds)
+            masks[:self.crossings] |= self.run_masks(crossing_first - crossing_back, crossing_last - crossing_back,
+                                                     bounds)
         # block m of 16 image rows, [16 m - 16, 16 m), holds quarter 0 (m even) or 1 (m odd) of trace m // 2's frame
         # and quarter 2 or 3 of trace m // 2 - 1's; blocks 1-40 are the image's rows
-        quarters = masks.unflatten(-1, (batch, len(TRACES))).permute(2, 3, 0, 1)  # [B, 20, 4, 1599]
+        quarters = masks.view(torch.int16).unflatten(-1, (batch, len(TRACES), 4))
+        quarters = quarters.permute(1, 2, 3, 0)  # [B, 20, 4, 1599]
         blocks = quarters.new_zeros((batch, len(TRACES) + 1, 2, LINE_WIDTH))
         blocks[:, :-1] = quarters[:, :, :2]
         blocks[:, 1:] |= quarters[:, :, 2:]
         blocks = blocks.flatten(1, 2)[:, 1:-1]  # [B, 40, 1599]
         plot_blocks = plot[..., :LINE_WIDTH].unflatten(1, (-1, QUARTER))  # [B, 40, 16, 1599]
+        bits = torch.empty_like(blocks)  # one buffer for every pass: fresh ones cost a third more here
         for bit in range(QUARTER):
-            plot_blocks[:, :, bit] = (blocks >> bit) & 1
+            plot_blocks[:, :, bit] = torch.bitwise_right_shift(blocks, bit, out=bits).bitwise_and_(1)
         plot[..., LINE_WIDTH:] = 0.0
 
     def per_column(self, values: torch.Tensor, combine) -> torch.Tensor:
@@ -333,57 +337,58 @@ class Render16(nn.Module):
         grouped = values.index_select(0, self.column_samples).unflatten(0, (-1, LINE_WIDTH))  # [3, 1599, lanes]
         return reduce(combine, grouped.unbind(0))
 
-    def run_masks(self, first: torch.Tensor, last: torch.Tensor, offsets: torch.Tensor,
-                  bounds: torch.Tensor) -> torch.Tensor:
-        """Runs of window rows [first, last] [n, lanes] -> the bits they light in the 4 quarters of the trace's
-        frame, [4, n, lanes] int16 (bit j = quarter row j = window row + offsets [4, 1, lanes]). Clipping the run
-        into the window ([0, H - 1]) and then into the quarter ([0, 16)) is one clamp of each end to the `bounds`
-        [4, 4, 1, lanes] precomputed from both. A run to the quarter's last row sets bit 15 by wrapping: torch
-        shifts 1 << 16 to 0 (on every device), and 0 - (1 << start) is every bit from `start` up in two's
-        complement."""
-        start = torch.clamp(first + offsets, bounds[0], bounds[1])
-        stop = torch.clamp(last + (offsets + 1), bounds[2], bounds[3])
+    def run_masks(self, first: torch.Tensor, last: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+        """Runs of window rows [first, last] [n, lanes] (clipped into the window) -> the bits they light in the
+        trace's 64-row frame, [n, lanes] int64 (bit j = frame row j; `bounds` [4, lanes] from run_bounds). A run to
+        the frame's last row sets bit 63 by wrapping: torch shifts 1 << 64 to 0 (on every device), and
+        0 - (1 << start) is every bit from `start` up in two's complement."""
+        start = torch.clamp(first + bounds[0], bounds[0], bounds[1])
+        stop = torch.clamp(last + bounds[2], bounds[2], bounds[3])
         return (self.one << stop) - (self.one << start)
 
 
 def sample_quantiles(x: torch.Tensor, quantiles) -> torch.Tensor:
     """Quantiles of each row of x [B, n] (no NaN) -> [B, len(quantiles)] by numpy's default ("linear") method: the
     ordered values at the virtual index q (n - 1), interpolated linearly. The order statistics come from
-    `extreme_values` at the nearer end (torch.quantile sorts, 16x slower here, and refuses more than 2^24 elements,
-    140 spectrograms)."""
+    `extreme_values` at the nearer end, and only the ranks needed are put in order (torch.quantile sorts, 16x
+    slower here, and refuses more than 2^24 elements, 140 spectrograms)."""
     n = x.shape[-1]
     position = np.asarray(quantiles, dtype=np.float64) * (n - 1)
     below = np.floor(position).astype(int)
     above = np.minimum(below + 1, n - 1)
-    low_ranks, high_ranks = [r for r in (*below, *above) if r < n // 2], [r for r in (*below, *above) if r >= n // 2]
-    smallest = extreme_values(x, max(low_ranks) + 1, largest=False) if low_ranks else None  # ascending
-    largest = extreme_values(x, n - min(high_ranks), largest=True) if high_ranks else None  # descending: rank n - 1 - j
-
-    def ranked(rank: int) -> torch.Tensor:
-        return smallest[:, rank] if rank < n // 2 else largest[:, n - 1 - rank]
-
+    ranks = sorted({*below, *above})
+    low, high = [r for r in ranks if r < n // 2], [r for r in ranks if r >= n // 2]
+    ranked = {}
+    if low:  # the low[-1] + 1 smallest values, then from the largest of them down to rank low[0]
+        part = extreme_values(x, low[-1] + 1, largest=False, sorted=False).topk(low[-1] + 1 - low[0], dim=-1).values
+        ranked.update({r: part[:, low[-1] - r] for r in low})
+    if high:  # the n - high[0] largest values, then from the smallest of them up to rank high[-1]
+        part = extreme_values(x, n - high[0], largest=True, sorted=False).topk(high[-1] + 1 - high[0], dim=-1,
+                                                                               largest=False).values
+        ranked.update({r: part[:, r - high[0]] for r in high})
     weight = torch.tensor(position - below, dtype=x.dtype, device=x.device)
-    low, high = (torch.stack([ranked(r) for r in ranks], dim=-1) for ranks in (below, above))
-    return low + (high - low) * weight
+    low_values, high_values = (torch.stack([ranked[r] for r in ranks], dim=-1) for ranks in (below, above))
+    return low_values + (high_values - low_values) * weight
 
 
-def extreme_values(x: torch.Tensor, count: int, largest: bool, group: int = 8) -> torch.Tensor:
-    """x.topk(count, largest=largest).values of x [B, n] (no NaN), 2x faster for a small count of many values (1,201
-    of a spectrogram's 120,000: 6 instead of 13 ms for 32 rows here). The row's first n - n % group values are dealt
-    into n // group groups of `group` (group j: every (n // group)-th value from j). The `count` groups with the
-    smallest minima, with the n % group values left over, hold the `count` smallest values: a value outside them
-    is at least the largest of those minima, and below or at it these groups already hold `count` values. So a
-    topk of the minima picks the groups and a topk of their count x group values finishes (largest: maxima)."""
+def extreme_values(x: torch.Tensor, count: int, largest: bool, sorted: bool = True, group: int = 8) -> torch.Tensor:
+    """x.topk(count, largest=largest, sorted=sorted).values of x [B, n] (no NaN), 2x faster for a small count of
+    many values (1,201 of a spectrogram's 120,000: 6 instead of 13 ms for 32 rows here). The row's first n - n %
+    group values are dealt into n // group groups of `group` (group j: every (n // group)-th value from j). The
+    `count` groups with the smallest minima, with the n % group values left over, hold the `count` smallest values:
+    a value outside them is at least the largest of those minima, and below or at it these groups already hold
+    `count` values. So a topk of the minima picks the groups and a topk of their count x group values finishes
+    (largest: maxima)."""
     rows, n = x.shape
     width = n // group
     if width < 4 * count:  # too few groups to leave many out
-        return x.topk(count, dim=-1, largest=largest).values
+        return x.topk(count, dim=-1, largest=largest, sorted=sorted).values
     dealt = x[:, :group * width].reshape(rows, group, width)  # a view when group divides n
     extremes = dealt.amax(1) if largest else dealt.amin(1)  # across `group` rows of `width`: vectorised
     picked = extremes.topk(count, dim=-1, largest=largest, sorted=False).indices
     candidates = dealt.gather(2, picked[:, None].expand(-1, group, -1)).flatten(1)
     candidates = torch.cat([candidates, x[:, group * width:]], dim=-1)
-    return candidates.topk(count, dim=-1, largest=largest).values
+    return candidates.topk(count, dim=-1, largest=largest, sorted=sorted).values
 
 
 def resize_linear(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
