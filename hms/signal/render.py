@@ -292,24 +292,25 @@ class Render16(nn.Module):
         # the plots run on lanes, [4000, B * 20] int16 (sample-major: gathers of samples copy whole rows, and every
         # elementwise step runs along 20 B contiguous lanes)
         batch = levels.shape[0]
-        rows = (self.window_heights - torch.floor(levels * self.window_heights)).permute(2, 0, 1)  # int(-y H) + H
-        rows = rows.to(torch.int16, memory_format=torch.contiguous_format).flatten(1)
+        rows = torch.mul(levels, self.window_heights).floor_().neg_().add_(self.window_heights)  # int(-y H) + H
+        rows = rows.permute(2, 0, 1).to(torch.int16, memory_format=torch.contiguous_format).flatten(1)
         row_step = rows.diff(dim=0)
         steps = row_step.abs().amax(0).clamp_(min=1)  # D
         back = row_step.sign()
         down = back.clamp(min=0)
         up = down - back
         # a segment's own run: [top, bottom] within a column (dc = 0); when it leaves its column (dc = 1), one row
-        # short at the far end if dr > 0, or at the near end (from r_{n+1} + 1) if dr = -D
-        first = torch.minimum(rows[:-1], rows[1:]) + self.leaves_column * (row_step == -steps)
-        last = torch.maximum(rows[:-1], rows[1:]) - self.leaves_column * down
+        # short at the far end if dr > 0, or at the near end (from r_{n+1} + 1) if dr = -D. The last sample starts
+        # no segment and lights its own pixel (row 3999 of first and last).
+        first, last = rows.new_empty(rows.shape), rows.new_empty(rows.shape)
+        first[-1], last[-1] = rows[-1], rows[-1]
+        torch.minimum(rows[:-1], rows[1:], out=first[:-1]).add_(self.leaves_column * (row_step == -steps))
+        torch.maximum(rows[:-1], rows[1:], out=last[:-1]).sub_(self.leaves_column * down)
         if self.line_rule == "justpyplot":  # the copy, moved back by sign(dr), widens the run when it stays
             crossing_first, crossing_last = (ends.index_select(0, self.copy_source) for ends in (first, last))
             crossing_back = back.index_select(0, self.copy_source)
-            first = first - self.copy_in_own_column * down
-            last = last + self.copy_in_own_column * up
-        # the last sample starts no segment and lights its own pixel
-        first, last = (torch.cat([ends, rows[-1:]]) for ends in (first, last))
+            first[:-1].sub_(self.copy_in_own_column * down)
+            last[:-1].add_(self.copy_in_own_column * up)
         # the union of each column's runs is one run, from the lowest first row to the highest last row
         bounds = self.run_bounds.repeat(1, batch)
         masks = self.run_masks(self.per_column(first, torch.minimum), self.per_column(last, torch.maximum),
