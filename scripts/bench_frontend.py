@@ -117,6 +117,7 @@ def compare(name, device_fn, cpu_fn, eeg, inner, device, repeats, figures) -> No
     x = torch.from_numpy(eeg).to(device)
     with torch.no_grad():
         t_dev, dev = repeat_seconds(synchronised(lambda: device_fn(x), device), repeats)
+    cpu_fn(eeg[:1])  # warm: in a fresh environment librosa's first call compiles its numba kernels (seconds)
     t_cpu, ref = repeat_seconds(lambda: cpu_fn(eeg), 1, warmup=0)
     dev, ref = dev[0].cpu().numpy()[..., inner], ref[0][..., inner]  # the power; the dB image is relative to a
     # peak that may sit in the edge transients, so it is shifted wherever they differ
@@ -229,6 +230,7 @@ def main():
     tensors = [torch.from_numpy(a).to(device) for a in (eeg, spec, eeg_mel)]
     with torch.no_grad():  # three warm-ups: the first two batches of 640 x 1920 images fault in fresh pages
         t_dev, images = repeat_seconds(synchronised(lambda: render(*tensors), device), args.repeats, warmup=3)
+    render_reference(eeg[0], spec[0], eeg_mel[0])  # warm, as the recipes above
     t_cpu, reference = repeat_seconds(lambda: [render_reference(*(a[i] for a in (eeg, spec, eeg_mel)))
                                                for i in range(len(eeg))], 1, warmup=0)
     differing = float(np.mean(np.abs(images.cpu().numpy()[:, 0] - np.stack(reference).reshape(images.shape[0], 640, 1920))

@@ -150,28 +150,15 @@ def linear_resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, n
     return lo, np.minimum(lo + 1, n_in - 1), weight
 
 
-def line_geometry() -> dict:
-    """The fixed layout of every trace's polyline, as numpy arrays:
-
-    - columns [4000]: the column of each sample, int(n / 4000 * 1599), computed in integers (the published float
-      product never lands on a whole column except at n = 0, so it floors to the same columns);
-    - column_samples [1599, 3]: the samples of each column (2 or 3), padded by repeating the first;
-    - copy_in_own_column [3999]: whether justpyplot's copy of segment n stays in the segment's column
-      max(c_n - dc_n, 0) = c_n (a segment within one column, or one leaving column 0) or goes to the previous one;
-    - copy_source, copy_valid [1599]: for each column the segment whose copy goes there from the next column, if any
-      (at most one per column: the segment that steps from column c + 1 to c + 2)."""
+def column_samples() -> np.ndarray:
+    """The samples drawn in each plot column, [3, 1599]: sample n lies in column int(n / 4000 * 1599), computed in
+    integers (the published float product never lands on a whole column except at n = 0, so it floors to the same
+    columns). Every column holds 2 or 3 consecutive samples; a 2-sample column repeats its last."""
     columns = np.arange(PLOT_SAMPLES) * LINE_WIDTH // PLOT_SAMPLES
-    column_step = np.diff(columns)
     per_column = np.bincount(columns, minlength=LINE_WIDTH)
+    assert set(per_column) == {2, 3}, "a column with fewer than 2 or more than 3 samples"
     first_sample = np.cumsum(per_column) - per_column
-    column_samples = first_sample[:, None] + np.minimum(np.arange(per_column.max()), per_column[:, None] - 1)
-    copy_column = np.maximum(columns[:-1] - column_step, 0)
-    crossing = np.flatnonzero(copy_column != columns[:-1])
-    copy_source, copy_valid = np.zeros(LINE_WIDTH, dtype=int), np.zeros(LINE_WIDTH, dtype=bool)
-    copy_source[copy_column[crossing]], copy_valid[copy_column[crossing]] = crossing, True
-    assert copy_valid.sum() == len(crossing), "two copies in one column"
-    return {"columns": columns, "column_samples": column_samples, "copy_in_own_column": copy_column == columns[:-1],
-            "copy_source": copy_source, "copy_valid": copy_valid}
+    return (first_sample[:, None] + np.minimum(np.arange(3), per_column[:, None] - 1)).T
 
 
 class Render16(nn.Module):
@@ -190,13 +177,10 @@ class Render16(nn.Module):
         self.spec_column_order, self.line_rule = spec_column_order, line_rule
         first, second = trace_electrodes()
         tops, heights = np.array(TRACE_WINDOWS).T
-        geometry = line_geometry()
         # the tile's columns as runs of consecutive spectrogram columns: slices copy faster than a gather
         self.spec_column_runs = column_runs(spec_column_permutation(spec_column_order))
         # window row + frame_offset = row in the trace's frame (trace 0's window starts 16 rows into its frame)
         frame_offset = tops - (FRAME // 2 * np.arange(len(TRACES)) - FRAME // 4)
-        self.crossings = int(geometry["copy_valid"].sum())
-        assert geometry["copy_valid"][:self.crossings].all(), "the columns receiving a copy are not a prefix"
         buffers = {"first_electrode": first, "second_electrode": second,
                    "taps": significant_taps(trace_filter_taps()).astype(np.float32),
                    "scales": np.array(TRACE_SCALES, dtype=np.float32)[:, None],
@@ -205,10 +189,8 @@ class Render16(nn.Module):
                    # offset + H]: clamping to these clips the run into the window
                    "run_bounds": np.stack([frame_offset, frame_offset + heights - 1, frame_offset + 1,
                                            frame_offset + heights]).astype(np.int16),  # [4, 20]
-                   "leaves_column": np.diff(geometry["columns"]).astype(np.int16)[:, None],  # dc, [3999, 1]
-                   "copy_in_own_column": geometry["copy_in_own_column"].astype(np.int16)[:, None],
-                   "column_samples": geometry["column_samples"].T.ravel(),  # unflattens to [3, 1599]
-                   "copy_source": geometry["copy_source"][:self.crossings], "one": np.ones(1, dtype=np.int64)}
+                   "column_samples": column_samples().ravel(),  # unflattens to [3, 1599]
+                   "one": np.ones(1, dtype=np.int64)}
         for name, value in buffers.items():
             self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)), persistent=False)
 
@@ -280,10 +262,11 @@ class Render16(nn.Module):
         and the last sample its own pixel (row 0, column 1598). In a column, the runs of one trace's segments that
         start there (and their copies that stay there) all contain their segment's first row and chain through
         the shared samples, so their union is one run, [min, max]; at most one more run arrives, the copy of the
-        segment that leaves the next column. So each trace lights at most two runs per column. A run of rows is
-        four 16-bit masks, one per quarter of the trace's 64-row frame; the masks of the two traces sharing each
-        16-row block of the image are OR-ed (overlapping windows take the union, i.e. the max), and the 40 blocks
-        are unpacked bit by bit into the plot.
+        segment that leaves the next column. So each trace lights at most two runs per column, found from the
+        column's 2 or 3 samples and the next column's first. A run of rows is a 64-bit mask of the trace's 64-row
+        frame, read as four 16-bit quarters; the quarters of the two traces sharing each 16-row block of the image
+        are OR-ed (overlapping windows take the union, i.e. the max), and the 40 blocks are unpacked bit by bit
+        into the plot.
 
         justpyplot computes the points in float64 (np.linspace, a product and a sum): on segments with |dr| = D,
         where every point falls on a whole row, rounding can put a point one row below the exact floor used here,
@@ -294,30 +277,34 @@ class Render16(nn.Module):
         batch = levels.shape[0]
         rows = torch.mul(levels, self.window_heights).floor_().neg_().add_(self.window_heights)  # int(-y H) + H
         rows = rows.permute(2, 0, 1).to(torch.int16, memory_format=torch.contiguous_format).flatten(1)
-        row_step = rows.diff(dim=0)
-        steps = row_step.abs().amax(0).clamp_(min=1)  # D
-        back = row_step.sign()
-        down = back.clamp(min=0)
-        up = down - back
-        # a segment's own run: [top, bottom] within a column (dc = 0); when it leaves its column (dc = 1), one row
-        # short at the far end if dr > 0, or at the near end (from r_{n+1} + 1) if dr = -D. The last sample starts
-        # no segment and lights its own pixel (row 3999 of first and last).
-        first, last = rows.new_empty(rows.shape), rows.new_empty(rows.shape)
-        first[-1], last[-1] = rows[-1], rows[-1]
-        torch.minimum(rows[:-1], rows[1:], out=first[:-1]).add_(self.leaves_column * (row_step == -steps))
-        torch.maximum(rows[:-1], rows[1:], out=last[:-1]).sub_(self.leaves_column * down)
-        if self.line_rule == "justpyplot":  # the copy, moved back by sign(dr), widens the run when it stays
-            crossing_first, crossing_last = (ends.index_select(0, self.copy_source) for ends in (first, last))
-            crossing_back = back.index_select(0, self.copy_source)
-            first[:-1].sub_(self.copy_in_own_column * down)
-            last[:-1].add_(self.copy_in_own_column * up)
+        # per column [1599, lanes]: its samples, whose two segments lie within it (the second empty in a 2-sample
+        # column), and the segment leaving it for the next column's first sample (every column but the last)
+        head, middle, tail = rows.index_select(0, self.column_samples).unflatten(0, (3, LINE_WIDTH)).unbind(0)
+        leaving_step = head[1:] - tail[:-1]
+        steps = reduce(torch.maximum, [step.abs().amax(0) for step in (middle - head, tail - middle, leaving_step)])
+        steps.clamp_(min=1)  # D
+        copies = self.line_rule == "justpyplot"
+        first, last = self.within_column_run(head, middle, copies)
+        second_first, second_last = self.within_column_run(middle, tail, copies)
+        # the leaving segment's run: one row short at the far end if dr > 0, or at the near end (from r_{n+1} + 1)
+        # if dr = -D
+        down = leaving_step > 0
+        leaving_first = torch.minimum(tail[:-1], head[1:]).add_(leaving_step == -steps)
+        leaving_last = torch.maximum(tail[:-1], head[1:]).add_(down, alpha=-1)
+        if copies:  # its copy, moved back by sign(dr), goes to the previous column, and stays in column 0
+            back = leaving_step[1:].sign()
+            copy_first, copy_last = leaving_first[1:] - back, leaving_last[1:] - back
+            leaving_first[0].add_(down[0], alpha=-1)
+            leaving_last[0].add_(leaving_step[0] < 0)
         # the union of each column's runs is one run, from the lowest first row to the highest last row
+        torch.minimum(first, second_first, out=first)
+        torch.maximum(last, second_last, out=last)
+        torch.minimum(first[:-1], leaving_first, out=first[:-1])
+        torch.maximum(last[:-1], leaving_last, out=last[:-1])
         bounds = self.run_bounds.repeat(1, batch)
-        masks = self.run_masks(self.per_column(first, torch.minimum), self.per_column(last, torch.maximum),
-                               bounds)  # [1599, B * 20] int64
-        if self.line_rule == "justpyplot":
-            masks[:self.crossings] |= self.run_masks(crossing_first - crossing_back, crossing_last - crossing_back,
-                                                     bounds)
+        masks = self.run_masks(first, last, bounds)  # [1599, B * 20] int64
+        if copies:  # a copy arrives in every column but the last two
+            masks[:-2] |= self.run_masks(copy_first, copy_last, bounds)
         # block m of 16 image rows, [16 m - 16, 16 m), holds quarter 0 (m even) or 1 (m odd) of trace m // 2's frame
         # and quarter 2 or 3 of trace m // 2 - 1's; blocks 1-40 are the image's rows
         quarters = masks.view(torch.int16).unflatten(-1, (batch, len(TRACES), 4))
@@ -332,11 +319,16 @@ class Render16(nn.Module):
             plot_blocks[:, :, bit] = torch.bitwise_right_shift(blocks, bit, out=bits).bitwise_and_(1)
         plot[..., LINE_WIDTH:] = 0.0
 
-    def per_column(self, values: torch.Tensor, combine) -> torch.Tensor:
-        """Per sample [4000, lanes] -> per column [1599, lanes], `combine` (torch.minimum or maximum) over the
-        column's samples, slice by slice (torch's integer amin over a short dim is 100x slower on CPU)."""
-        grouped = values.index_select(0, self.column_samples).unflatten(0, (-1, LINE_WIDTH))  # [3, 1599, lanes]
-        return reduce(combine, grouped.unbind(0))
+    @staticmethod
+    def within_column_run(start: torch.Tensor, end: torch.Tensor, copies: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first, last) row of a segment within one column (dc = 0), from `start` to `end` [n, lanes]: every row
+        between them, and with `copies` one more row back along the segment (its copy stays in the column)."""
+        first, last = torch.minimum(start, end), torch.maximum(start, end)
+        if copies:
+            step = end - start
+            first.add_(step > 0, alpha=-1)
+            last.add_(step < 0)
+        return first, last
 
     def run_masks(self, first: torch.Tensor, last: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
         """Runs of window rows [first, last] [n, lanes] (clipped into the window) -> the bits they light in the
