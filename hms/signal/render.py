@@ -231,7 +231,7 @@ class Render16(nn.Module):
     def trace_levels(self, traces: torch.Tensor) -> torch.Tensor:
         """Filtered traces -> y in [0, 1]: clipped to +-2 M_i, (x + 2 M_i) / (4 M_i), first sample 0 and last 1."""
         bound = 2 * self.scales
-        levels = (torch.minimum(torch.maximum(traces, -bound), bound) + bound) / (2 * bound)
+        levels = torch.clamp(traces, -bound, bound).add_(bound).div_(2 * bound)
         levels[..., 0], levels[..., -1] = 0.0, 1.0
         return levels
 
