@@ -11,6 +11,9 @@ recipe (scipy butter + sosfiltfilt, then librosa), producing the same images:
   0-20 Hz, power_to_db(ref=max), (dB + 40) / 40, the 4 pairs of each chain averaged: [4, 128, 256]).
   The device runs hms.signal.spectra.MelSpectrogram; the CPU runs librosa.feature.melspectrogram.
 - stft: the stft extractor's "fine" preset (banana16, band-pass 0.5-20 Hz, |STFT|^2 110/64/23 to 20 Hz).
+Then the 3rd place's mel (mel3) and the 16th place's 640 x 1920 image (hms.signal.render.Render16 on the
+batch vs render_reference per window, with its steps timed the same way). Each per-sample recipe is warmed
+on one window first: its first call in a process (librosa's numba kernels) is not part of its rate.
 Prints windows per second of both, the ratio and the largest difference relative to the peak of the
 power (frames more than 10 s from the window's ends), then each step's milliseconds beside its ceiling
 here: a bare GEMM of the step's shape (STFT and mel projection), a bare rfft + irfft (the filter) or a
@@ -33,9 +36,9 @@ from hms.benchmark import (append_figures, copy_seconds, fft_seconds, figure, ge
 from hms.data.kaggle import run_main
 from hms.data.inputs import INPUTS, random_batch
 from hms.models.stft import STFT_PRESETS
-from hms.signal.filters import SpectralFilter
+from hms.signal.filters import SpectralFilter, fast_length
 from hms.signal.montage import NodeDifferences
-from hms.signal.render import Render16, render_reference
+from hms.signal.render import PLOT_SAMPLES, TILE, Render16, render_reference, resize_linear
 from hms.signal.spectra import BandLimitedSTFT, MelSpectrogram, TorchaudioMel, power_to_db
 from hms.train.cpu_memory import keep_freed_cpu_memory
 
@@ -131,22 +134,23 @@ def compare(name, device_fn, cpu_fn, eeg, inner, device, repeats, figures) -> No
           f"ratio {np.median(device_rate) / cpu_rate[0]:5.1f}x   largest difference {rel:.1e} of the peak")
 
 
-def profile_steps(name, steps, eeg, device, repeats, figures) -> None:
-    """Milliseconds per batch of each step of a front-end, in order, each fed the previous step's output,
-    beside the step's ceiling on this machine (steps: [(label, fn, ceiling)], ceiling(input, output) ->
-    (seconds, what bounds it)). The sum is the path's cost; a step far from its ceiling is the place to work."""
-    x = torch.from_numpy(eeg).to(device)
+def profile_steps(name, steps, batch, device, repeats, figures) -> None:
+    """Milliseconds per batch of each step of a front-end, in order, the first fed `batch` (numpy) and each next
+    the previous step's output, beside the step's ceiling on this machine (steps: [(label, fn, ceiling)],
+    ceiling(input, output) -> (seconds, what bounds it)). The sum is the path's cost; a step far from its
+    ceiling is the place to work."""
+    x = torch.from_numpy(batch).to(device)
     parts = []
     with torch.no_grad():
         for label, fn, ceiling in steps:
             seconds, out = repeat_seconds(synchronised(lambda: fn(x), device), repeats)
             floor, bound = ceiling(x, out)
             figures.append(figure(f"frontend {name} step: {label}", [1000 * s for s in seconds], "ms/batch",
-                                  batch=len(eeg), ceiling_ms=1000 * floor, ceiling=bound,
+                                  batch=len(batch), ceiling_ms=1000 * floor, ceiling=bound,
                                   of_ceiling=floor / float(np.median(seconds))))
             parts.append(f"{label} {1000 * np.median(seconds):.1f} (ceiling {1000 * floor:.1f}, {bound})")
             x = out
-    print(f"  {name:5s} steps, ms per batch of {len(eeg)}:\n    " + "\n    ".join(parts))
+    print(f"  {name:5s} steps, ms per batch of {len(batch)}:\n    " + "\n    ".join(parts))
 
 
 def memory_ceiling(x, out):
@@ -241,6 +245,16 @@ def main():
                 figure("render16: ratio", [r / cpu_rate[0] for r in device_rate], "x", pixels_differing=differing)]
     print(f"  render device batched {np.median(device_rate):7.1f}   per-sample CPU {cpu_rate[0]:6.1f} windows/s   "
           f"ratio {np.median(device_rate) / cpu_rate[0]:5.1f}x   pixels differing {differing:.1e}")
+    taps_fft = fast_length(PLOT_SAMPLES + len(render.taps) - 1)
+    trace_filter_ceiling = (lambda x, out: (fft_seconds(out.shape[0] * out.shape[1], taps_fft, x.device),
+                                            f"rfft + irfft at length {taps_fft}"))
+    for part, steps, batch in (
+            ("traces", [("filter", render.filtered_traces, trace_filter_ceiling),
+                        ("levels", render.trace_levels, memory_ceiling),
+                        ("line plots", render.line_plots, memory_ceiling)], eeg),
+            ("spectrogram", [("tile", render.spectrogram_tile, memory_ceiling)], spec),
+            ("mel", [("tile", lambda x: resize_linear(x, TILE, TILE), memory_ceiling)], eeg_mel)):
+        profile_steps(f"render16 {part}", steps, batch, device, args.repeats, figures)
 
     # The published WaveNet keeps 10,000 steps x 24 differences x 54 layers of activations: batch 8
     # needs more than 24 GB on a CPU, so published sizes are timed at batch 1.
