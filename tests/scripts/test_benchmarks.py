@@ -42,5 +42,10 @@ def test_bench_frontend_runs_and_matches_the_cpu_recipes(tmp_path):
     differences = [float(d) for d in re.findall(r"largest difference (\S+) of the peak", out)]
     assert len(differences) == 3 and max(differences) < 1e-3  # mel, stft and the 3rd-place mel give librosa's numbers
     steps = [f for f in json.loads((tmp_path / "f.json").read_text()) if " step: " in f["name"]]
-    assert [f["name"].split(": ")[1] for f in steps] == ["montage", "filter", "mel power", "dB", "montage", "filter", "power"]
+    assert [f["name"].removeprefix("frontend ") for f in steps] == [
+        *(f"mel step: {s}" for s in ("montage", "filter", "mel power", "dB")),
+        *(f"stft step: {s}" for s in ("montage", "filter", "power")),
+        *(f"render16 traces step: {s}" for s in ("filter", "levels", "line plots")),
+        "render16 spectrogram step: tile", "render16 mel step: tile"]
+    assert float(re.search(r"render device batched .* pixels differing (\S+)", out)[1]) < 1e-3  # as the reference
     assert all(f["options"]["ceiling_ms"] > 0 and f["options"]["ceiling"] for f in steps)
