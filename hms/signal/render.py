@@ -225,7 +225,8 @@ class Render16(nn.Module):
         segment = eeg[..., PLOT_START:PLOT_START + PLOT_SAMPLES].contiguous()  # whole rows: gathers copy faster
         traces = segment.index_select(1, self.first_electrode)
         traces[:, :len(self.second_electrode)] -= segment.index_select(1, self.second_electrode)
-        traces = traces.nan_to_num_(nan=0.0, posinf=float("inf"), neginf=float("-inf"))  # after the difference
+        # NaN after the difference, as published
+        traces = traces.nan_to_num_(nan=0.0, posinf=float("inf"), neginf=float("-inf"))
         return causal_convolve(traces, self.taps)
 
     def trace_levels(self, traces: torch.Tensor) -> torch.Tensor:
