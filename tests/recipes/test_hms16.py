@@ -8,8 +8,7 @@ from hms.models.describe import describe
 from tests.helpers import compose_config
 from tests.train.test_loop import run
 
-TINY = ["pretrained=false", "model.backbone=test_efficientnet_gn", "model.image_size=[160,480]",
-        "model.drop_path_rate=0"]
+TINY = ["pretrained=false", "size=tiny"]  # the image_vit family's CPU size: test_efficientnet_gn at 160 x 480
 
 
 def test_the_preset_composes_with_its_published_numbers():
@@ -27,6 +26,19 @@ def test_the_preset_composes_with_its_published_numbers():
     assert (m.brightness_contrast_p, m.brightness_contrast_limit, m.noise_or_blur_p, list(m.noise_variance)) == (
         0.5, 0.1, 0.4, [0.1, 0.3])
     assert (m.holes_p, m.holes, m.hole_size, m.spec_column_order, m.noise_variance_scale) == (0.5, 5, 64, "natural", 1.0)
+
+
+def test_size_tiny_and_trainer_smoke_keep_the_rest_of_the_recipe():
+    """The published size and trainer are groups, so the command line swaps them for the CPU ones (as the 15th
+    place's presets); before, the preset's own keys won and `size=tiny trainer=smoke` still trained the published
+    model at batch 8 (killed for memory here)."""
+    cfg = compose_config("experiment=hms16_tinyvit", *TINY, "trainer=smoke")
+    m, tr = cfg.model, cfg.trainer
+    assert (m.backbone, list(m.image_size), m.drop_path_rate) == ("test_efficientnet_gn", [160, 480], 0.0)
+    assert tr == compose_config("trainer=smoke").trainer and (tr.epochs, tr.batch_size, tr.max_steps) == (1, 4, 3)
+    assert list(cfg.data.inputs) == ["eeg", "spec", "eeg_mel"] and cfg.loss.weighting == "none"
+    assert (cfg.optim.lr, cfg.sched.warmup_fraction, m.holes, cfg.aug.tta, cfg.sampling.train_min_votes) == (
+        3e-4, 0.1, 5, True, 8)
 
 
 def test_the_published_model_sees_one_640_by_1920_grey_image():
