@@ -15,6 +15,7 @@ def test_the_preset_composes_with_its_published_numbers():
     cfg = compose_config("experiment=hms16_tinyvit")
     m, tr, aug, sm = cfg.model, cfg.trainer, cfg.aug, cfg.sampling
     assert cfg.name == "hms16_tinyvit" and cfg.pretrained and m.backbone == "tiny_vit_21m_512" and m.image_size is None
+    assert m.drop_path_rate == 0.1 and tr.deterministic  # timm_vit_tiny.yaml; common.yaml:29-39 (RECIPES.md 3)
     assert list(cfg.data.inputs) == ["eeg", "spec", "eeg_mel"]
     assert cfg.optim._target_ == "torch.optim.AdamW" and (cfg.optim.lr, cfg.optim.weight_decay) == (3e-4, 0.01)
     assert (cfg.sched.warmup_fraction, cfg.sched.warmup_start_ratio, cfg.sched.min_lr_ratio) == (0.1, 0.1, 0.01)
