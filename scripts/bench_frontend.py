@@ -36,7 +36,7 @@ from hms.benchmark import (append_figures, copy_seconds, fft_seconds, figure, ge
 from hms.data.kaggle import run_main
 from hms.data.inputs import INPUTS, random_batch
 from hms.models.stft import STFT_PRESETS
-from hms.signal.filters import SpectralFilter, fast_length
+from hms.signal.filters import SpectralFilter, causal_fft_length
 from hms.signal.montage import NodeDifferences
 from hms.signal.render import PLOT_SAMPLES, TILE, Render16, render_reference, resize_linear
 from hms.signal.spectra import BandLimitedSTFT, MelSpectrogram, TorchaudioMel, power_to_db
@@ -245,7 +245,7 @@ def main():
                 figure("render16: ratio", [r / cpu_rate[0] for r in device_rate], "x", pixels_differing=differing)]
     print(f"  render device batched {np.median(device_rate):7.1f}   per-sample CPU {cpu_rate[0]:6.1f} windows/s   "
           f"ratio {np.median(device_rate) / cpu_rate[0]:5.1f}x   pixels differing {differing:.1e}")
-    taps_fft = fast_length(PLOT_SAMPLES + len(render.taps) - 1)
+    taps_fft = causal_fft_length(PLOT_SAMPLES, len(render.taps))
     trace_filter_ceiling = (lambda x, out: (fft_seconds(out.shape[0] * out.shape[1], taps_fft, x.device),
                                             f"rfft + irfft at length {taps_fft}"))
     for part, steps, batch in (

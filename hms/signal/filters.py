@@ -68,11 +68,17 @@ def impulse_response(sos: np.ndarray, rate: float, rel_tol: float = 1e-9, max_se
     return response[:above[-1] + 1]
 
 
+def causal_fft_length(n: int, taps: int) -> int:
+    """The FFT length a length-n signal is convolved with `taps` causal taps at: n + taps - 1 keeps the
+    wrap-around out of the first n samples."""
+    return fast_length(n + taps - 1)
+
+
 def causal_convolve(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """x [..., n] convolved with causal taps [..., k] (broadcast), the first n samples: a causal filter's
     output from zero state. Taps as long as the window make it exact for any IIR filter."""
     n = x.shape[-1]
-    length = fast_length(n + taps.shape[-1] - 1)
+    length = causal_fft_length(n, taps.shape[-1])
     return torch.fft.irfft(torch.fft.rfft(x, n=length) * torch.fft.rfft(taps, n=length), n=length)[..., :n]
 
 
@@ -152,7 +158,7 @@ class SpectralFilter(nn.Module):
         extension on each side (at most n - 1, the reflection's limit); causal, n + taps - 1 so the
         wrap-around stays out of the first n samples."""
         if self.causal:
-            return fast_length(n + len(self.taps) - 1)
+            return causal_fft_length(n, len(self.taps))
         return min(fast_length(n + 2 * self.pad), n + 2 * (n - 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
